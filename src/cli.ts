@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+/**
+ * The `uplink` command. Exit codes: 0 success, 1 failure (invalid config, a component that cannot
+ * start), 2 wrong usage (unknown command or flag).
+ */
+import { createRequire } from 'node:module';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { defaultConfig, loadConfigFile } from './config/load.js';
+import { ConfigError } from './config/issues.js';
+import type { Config } from './config/schema.js';
+import { GatewayError, messageOf } from './core/errors.js';
+import { Gateway } from './gateway.js';
+
+const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+
+const HELP = `uplink ${VERSION}: edge gateway for factory sensors (MQTT and serial in, durable spool, AMQP 1.0 out)
+
+Usage:
+  uplink run [--config FILE]           run the gateway (without --config: on the defaults,
+                                       MQTT on 127.0.0.1:1883, spool in ./data, no upstream)
+  uplink check-config --config FILE    validate FILE; print every error as "path: message"
+  uplink --help                        this text
+  uplink --version                     the version
+
+Options:
+  -c, --config FILE   the config file (YAML); see README.md for every key and its default
+
+Exit codes: 0 ok, 1 failure (e.g. invalid config), 2 wrong usage.
+`;
+
+class UsageError extends Error {}
+
+type Command = (args: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, Command> = {
+  run: runCommand,
+  'check-config': checkConfigCommand,
+  help: async () => { process.stdout.write(HELP); return 0; },
+  version: async () => { process.stdout.write(`${VERSION}\n`); return 0; },
+};
+
+const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } satisfies ParseArgsConfig['options'];
+
+function parseConfigFlag(args: string[], command: string): string | undefined {
+  try {
+    const { values } = parseArgs({ args, options: CONFIG_OPTION, strict: true, allowPositionals: false });
+    return values.config;
+  } catch (err) {
+    throw new UsageError(`${command}: ${messageOf(err)}`);
+  }
+}
+
+async function checkConfigCommand(args: string[]): Promise<number> {
+  const file = parseConfigFlag(args, 'check-config');
+  if (file === undefined) throw new UsageError('check-config: --config FILE is required');
+  try {
+    await loadConfigFile(file);
+  } catch (err) {
+    return reportConfigFailure(err);
+  }
+  process.stdout.write(`${file}: ok\n`);
+  return 0;
+}
+
+function reportConfigFailure(err: unknown): number {
+  if (err instanceof ConfigError || (err instanceof GatewayError && err.code === 'CONFIG_UNREADABLE')) {
+    process.stderr.write(`${err.message}\n`);
+    return 1;
+  }
+  throw err;
+}
+
+async function runCommand(args: string[]): Promise<number> {
+  const file = parseConfigFlag(args, 'run');
+  let config: Config;
+  try {
+    config = file === undefined ? defaultConfig() : await loadConfigFile(file);
+  } catch (err) {
+    return reportConfigFailure(err);
+  }
+  const gateway = new Gateway(config);
+  const log = gateway.log;
+  log.info({ version: VERSION, config: file ?? '(defaults)' }, 'starting');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal while stopping: exiting now');
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      log.info({ signal }, 'stopping');
+      gateway.stop().then(() => {
+        log.info('stopped');
+        resolve(0);
+      }, (err: unknown) => {
+        log.error({ err }, 'error while stopping');
+        resolve(1);
+      });
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    gateway.start().catch((err: unknown) => {
+      log.fatal({ err, code: err instanceof GatewayError ? err.code : undefined }, `cannot start: ${messageOf(err)}`);
+      resolve(1);
+    });
+  });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === '--help' || first === '-h') {
+    process.stdout.write(HELP);
+    return first === undefined ? 2 : 0;
+  }
+  if (first === '--version' || first === '-V' || first === '-v') return COMMANDS.version!([]);
+  const command = COMMANDS[first];
+  try {
+    if (command === undefined) throw new UsageError(`unknown command '${first}'`);
+    if (rest.includes('--help') || rest.includes('-h')) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    return await command(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`uplink: ${err.message}\nRun 'uplink --help' for usage.\n`);
+      return 2;
+    }
+    process.stderr.write(`uplink: ${messageOf(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

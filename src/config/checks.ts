@@ -1,0 +1,116 @@
+/**
+ * Checks the schema cannot express: referenced files exist and are readable, and settings that
+ * only make sense together (SASL EXTERNAL needs TLS and a client certificate, PLAIN refuses clear
+ * text unless allowed). A file's contents are never read here and never echoed in a message.
+ */
+import { accessSync, constants, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { ConfigIssue, PathSegment } from './issues.js';
+import type { Config } from './schema.js';
+
+type Issue = Omit<ConfigIssue, 'path'> & { path: PathSegment[] };
+
+export const TLS_FILE_KEYS = ['ca', 'cert', 'key'] as const;
+
+/** Problems with the files named in the raw (not yet validated) config, relative to `baseDir`. */
+export function checkFiles(raw: unknown, baseDir: string): Issue[] {
+  const tls = (raw as { upstream?: { tls?: Record<string, unknown> } } | null)?.upstream?.tls;
+  if (tls === null || typeof tls !== 'object') return [];
+  const issues: Issue[] = [];
+  for (const key of TLS_FILE_KEYS) {
+    const value = tls[key];
+    if (typeof value !== 'string' || value === '') continue;
+    const problem = fileProblem(value, baseDir);
+    if (problem !== undefined) issues.push({ path: ['upstream', 'tls', key], message: problem });
+  }
+  return issues;
+}
+
+function fileProblem(value: string, baseDir: string): string | undefined {
+  // A pasted PEM would otherwise be echoed into the error, and with it a private key.
+  if (value.includes('\n') || value.includes('-----BEGIN')) return 'must be a file path, not the PEM contents';
+  const path = resolve(baseDir, value);
+  try {
+    if (!statSync(path).isFile()) return `is not a file: ${path}`;
+    accessSync(path, constants.R_OK);
+    return undefined;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return `file not found: ${path}`;
+    if (code === 'EACCES') return `file not readable (permission denied): ${path}`;
+    return `cannot read file ${path} (${code ?? 'unknown error'})`;
+  }
+}
+
+/** Problems across fields of a config that passed the schema. */
+export function checkCombinations(config: Config): Issue[] {
+  const issues: Issue[] = [];
+  const upstream = config.upstream;
+  if (upstream !== undefined) {
+    const url = parseUpstreamUrl(upstream.url);
+    if (typeof url === 'string') {
+      issues.push({ path: ['upstream', 'url'], message: url });
+    } else {
+      const secure = url.protocol === 'amqps:';
+      if (upstream.tls !== undefined && !secure) {
+        issues.push({ path: ['upstream', 'tls'], message: 'is only used with an amqps:// url' });
+      }
+      if ((upstream.tls?.cert === undefined) !== (upstream.tls?.key === undefined)) {
+        const missing = upstream.tls?.cert === undefined ? 'cert' : 'key';
+        issues.push({ path: ['upstream', 'tls', missing], message: 'is required when tls.cert or tls.key is set (they go together)' });
+      }
+      if (upstream.sasl === 'external') {
+        if (!secure) {
+          issues.push({ path: ['upstream', 'sasl'], message: 'external needs an amqps:// url (the TLS client certificate is the identity)' });
+        } else if (upstream.tls?.cert === undefined && upstream.tls?.key === undefined) {
+          issues.push({ path: ['upstream', 'tls'], message: 'cert and key are required for sasl: external' });
+        }
+      }
+      if (upstream.sasl === 'plain') {
+        if (upstream.username === undefined) issues.push({ path: ['upstream', 'username'], message: 'is required for sasl: plain' });
+        if (upstream.password === undefined) issues.push({ path: ['upstream', 'password'], message: 'is required for sasl: plain' });
+        if (!secure && !upstream.allowInsecure) {
+          issues.push({ path: ['upstream', 'sasl'], message: 'plain over amqp:// sends the password in clear text; use amqps:// or set upstream.allowInsecure: true' });
+        }
+      } else {
+        for (const key of ['username', 'password'] as const) {
+          if (upstream[key] !== undefined) issues.push({ path: ['upstream', key], message: `is only used with sasl: plain (sasl is ${upstream.sasl})` });
+        }
+      }
+    }
+  }
+  if (config.http.port === config.mqtt.port && sameInterface(config.http.host, config.mqtt.host)) {
+    issues.push({ path: ['http', 'port'], message: `is already taken by mqtt.port (${config.mqtt.port})` });
+  }
+  return issues;
+}
+
+function sameInterface(a: string, b: string): boolean {
+  const any = new Set(['0.0.0.0', '::']);
+  return a === b || any.has(a) || any.has(b);
+}
+
+/** The parsed URL, or what is wrong with it. */
+export function parseUpstreamUrl(text: string): URL | string {
+  const portText = /^[a-z]+:\/\/(?:\[[^\]]*\]|[^/:?#]*)(?::(\d*))?/i.exec(text)?.[1];
+  if (portText !== undefined && portText !== '' && (Number(portText) < 1 || Number(portText) > 65535)) {
+    return 'port must be from 1 to 65535';
+  }
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return 'is not a valid URL';
+  }
+  if (url.hostname === '') return 'must name a host';
+  if (url.username !== '' || url.password !== '') {
+    return 'must not contain credentials (they would show in logs); use upstream.username and upstream.password';
+  }
+  if (url.pathname !== '' && url.pathname !== '/') return 'must not have a path; addresses come from routes';
+  return url;
+}
+
+/** Default port of an AMQP URL scheme. */
+export function defaultAmqpPort(url: URL): number {
+  return url.port !== '' ? Number(url.port) : url.protocol === 'amqps:' ? 5671 : 5672;
+}

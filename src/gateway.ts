@@ -1,0 +1,82 @@
+/**
+ * The composition root: builds the components from the config, starts them in order and stops
+ * them in reverse. No other module wires components together.
+ */
+import { mkdir, access, constants } from 'node:fs/promises';
+import type { Config } from './config/schema.js';
+import { GatewayError } from './core/errors.js';
+import type { Logger } from './core/logger.js';
+import { OpsServer } from './ops/http-server.js';
+import { createLogger } from './ops/log.js';
+import { Readiness } from './ops/readiness.js';
+
+interface Component {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class Gateway {
+  readonly readiness = new Readiness();
+  readonly #config: Config;
+  /** The gateway's logger; every line carries the gatewayId. */
+  readonly log: Logger;
+  readonly #components: Component[];
+  #started: Component[] = [];
+
+  constructor(config: Config, log: Logger = createLogger({ level: config.log.level })) {
+    this.#config = config;
+    this.log = log.child({ gatewayId: config.gatewayId });
+    this.#components = [
+      { name: 'dataDir', start: () => prepareDataDir(config.dataDir), stop: async () => {} },
+      wrap('http', new OpsServer({ ...config.http, readiness: this.readiness, log: this.log.child({ component: 'http' }) })),
+    ];
+  }
+
+  async start(): Promise<void> {
+    const config = this.#config;
+    if (config.upstream === undefined) {
+      this.readiness.set('upstream', { ready: false, reason: 'no upstream configured: readings wait in the spool' });
+      this.log.warn({ dataDir: config.dataDir }, 'no upstream configured: readings wait in the spool until one is configured');
+    } else {
+      this.readiness.set('upstream', { ready: false, reason: 'upstream not connected' });
+    }
+    for (const component of this.#components) {
+      try {
+        await component.start();
+      } catch (err) {
+        await this.stop();
+        throw err;
+      }
+      this.#started.push(component);
+    }
+    this.log.info({ dataDir: config.dataDir, mqtt: config.mqtt, http: config.http,
+      upstream: config.upstream?.url ?? null, routes: config.routes.length }, 'gateway started');
+  }
+
+  async stop(): Promise<void> {
+    const started = this.#started.reverse();
+    this.#started = [];
+    for (const component of started) {
+      try {
+        await component.stop();
+      } catch (err) {
+        this.log.error({ err, component: component.name }, 'error while stopping');
+      }
+    }
+  }
+}
+
+function wrap(name: string, component: { start(): Promise<void>; stop(): Promise<void> }): Component {
+  return { name, start: () => component.start(), stop: () => component.stop() };
+}
+
+async function prepareDataDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
+    throw new GatewayError('IO', `dataDir ${dir} is not a writable directory (${code})`, { cause: err });
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Starts the real gateway (`node dist/cli.js run`) as a child process with a generated config on
+ * free loopback ports, and reads its JSON log lines. `npm test` builds dist/ first.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { freePorts } from './ports.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+export type LogLine = Record<string, unknown> & { level?: string; msg?: string };
+
+export interface GatewayProcess {
+  child: ChildProcess;
+  dir: string;
+  configFile: string;
+  config: Record<string, unknown>;
+  mqttPort: number;
+  httpPort: number;
+  /** Every JSON log line so far. */
+  logs: LogLine[];
+  /** Lines of stdout that were not JSON: there should be none. */
+  nonJson: string[];
+  stderr: () => string;
+  waitForLog(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** Sends `signal` and resolves with how the process ended. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface StartOptions {
+  /** Merged over the generated defaults (free ports, a temporary dataDir). */
+  config?: Record<string, unknown>;
+  /** Resolve once this log line appears (default: 'gateway started'). */
+  readyWhen?: (line: LogLine) => boolean;
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+export async function startGateway(options: StartOptions = {}): Promise<GatewayProcess> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npm run build' first`);
+  const dir = await mkdtemp(join(tmpdir(), 'uplink-gw-'));
+  const [mqttPort, httpPort] = await freePorts(2) as [number, number];
+  const config: Record<string, unknown> = {
+    gatewayId: 'test-gw',
+    dataDir: join(dir, 'data'),
+    mqtt: { host: '127.0.0.1', port: mqttPort },
+    http: { host: '127.0.0.1', port: httpPort },
+    ...options.config,
+  };
+  const configFile = join(dir, 'uplink.yaml');
+  await writeFile(configFile, stringify(config));
+
+  const child = spawn(process.execPath, [CLI, 'run', '--config', configFile], {
+    cwd: dir,
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  const nonJson: string[] = [];
+  const waiters = new Set<() => void>();
+  let stderr = '';
+  let buffered = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk;
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines) {
+      if (line.trim() === '') continue;
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        nonJson.push(line);
+      }
+    }
+    for (const wake of waiters) wake();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      for (const wake of waiters) wake();
+      resolve({ code, signal });
+    });
+  });
+
+  const waitForLog = (match: (line: LogLine) => boolean, timeoutMs = 15_000): Promise<LogLine> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        const found = logs.find(match);
+        if (found !== undefined) {
+          done();
+          resolve(found);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          done();
+          reject(new Error(`gateway exited (${child.exitCode ?? child.signalCode}) before the expected log line\n` +
+            `stderr: ${stderr}\nlog: ${logs.map((l) => JSON.stringify(l)).join('\n')}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out waiting for a log line\nstderr: ${stderr}\nlog: ${logs.map((l) => JSON.stringify(l)).join('\n')}`));
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+
+  const gateway: GatewayProcess = {
+    child, dir, configFile, config, mqttPort, httpPort, logs, nonJson, exited, waitForLog,
+    stderr: () => stderr,
+    async stop(signal = 'SIGTERM', timeoutMs = 15_000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const result = await exited;
+      clearTimeout(timer);
+      return result;
+    },
+  };
+  try {
+    await waitForLog(options.readyWhen ?? ((line) => line.msg === 'gateway started'), options.timeoutMs);
+  } catch (err) {
+    await gateway.stop('SIGKILL');
+    throw err;
+  }
+  return gateway;
+}
