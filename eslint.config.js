@@ -22,6 +22,20 @@ const ONLY_SERIAL = ['serialport', '@serialport/*'];
 const ALL_LIBS = [...ONLY_UPSTREAM, ...ONLY_SPOOL, ...ONLY_MQTT, ...ONLY_SERIAL];
 const without = (libs) => ALL_LIBS.filter((l) => !libs.includes(l));
 
+/**
+ * Rules for every file under src/<folder>/ (at any depth): imports that leave the folder must go
+ * to `allowed` (folders or files, relative to src/). Files of a deeper folder with rules of its
+ * own (ingest/mqtt inside ingest) get those instead, since later entries win.
+ */
+function boundary(folder, allowed, libraries) {
+  const base = folder.split('/').length;
+  const expand = allowed.flatMap((a) => (a.endsWith('.js') ? [a] : [a, `${a}/*`, `${a}/**`]));
+  return [0, 1, 2].map((extra) => ({
+    files: [`src/${folder}/${'*/'.repeat(extra)}*.ts`],
+    rules: onlyImports(base + extra, expand, libraries),
+  }));
+}
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'data/', 'schema/'] },
   eslint.configs.recommended,
@@ -34,17 +48,17 @@ export default tseslint.config(
       eqeqeq: ['error', 'always'],
     },
   },
-  { files: ['src/core/**/*.ts'], rules: onlyImports(1, ['core', 'core/*'], ALL_LIBS) },
-  { files: ['src/config/**/*.ts'], rules: onlyImports(1, ['core', 'core/*'], ALL_LIBS) },
-  { files: ['src/route/**/*.ts'], rules: onlyImports(1, ['core', 'core/*'], ALL_LIBS) },
-  { files: ['src/ops/**/*.ts'], rules: onlyImports(1, ['core', 'core/*'], ALL_LIBS) },
-  { files: ['src/spool/**/*.ts'], rules: onlyImports(1, ['core', 'core/*'], without(ONLY_SPOOL)) },
-  { files: ['src/upstream/*.ts'], rules: onlyImports(1, ['core', 'core/*'], ALL_LIBS) },
-  { files: ['src/upstream/amqp/**/*.ts'], rules: onlyImports(2, ['core', 'core/*', 'upstream/interface.js'], without(ONLY_UPSTREAM)) },
-  { files: ['src/forward/**/*.ts'], rules: onlyImports(1, ['core', 'core/*', 'spool/interface.js', 'upstream/interface.js'], ALL_LIBS) },
-  { files: ['src/ingest/*.ts'], rules: onlyImports(1, ['core', 'core/*', 'spool/interface.js', 'route', 'route/*'], ALL_LIBS) },
-  { files: ['src/ingest/mqtt/**/*.ts'], rules: onlyImports(2, ['core', 'core/*', 'route', 'route/*', 'spool/interface.js', 'ingest/interface.js'], without(ONLY_MQTT)) },
-  { files: ['src/ingest/serial/**/*.ts'], rules: onlyImports(2, ['core', 'core/*', 'route', 'route/*', 'spool/interface.js', 'ingest/interface.js'], without(ONLY_SERIAL)) },
-  { files: ['src/node-red/**/*.ts'], rules: onlyImports(1, ['core', 'core/*', 'config', 'config/*', 'route', 'route/*', 'spool', 'spool/*', 'forward', 'forward/*', 'upstream', 'upstream/**', 'ops', 'ops/*'], [...ONLY_MQTT, ...ONLY_SERIAL]) },
-  { files: ['src/cli.ts'], rules: onlyImports(0, ['gateway.js', 'config', 'config/*', 'spool', 'spool/*', 'core', 'core/*'], ALL_LIBS) },
+  ...boundary('core', ['core'], ALL_LIBS),
+  ...boundary('config', ['core'], ALL_LIBS),
+  ...boundary('route', ['core'], ALL_LIBS),
+  ...boundary('ops', ['core'], ALL_LIBS),
+  ...boundary('spool', ['core'], without(ONLY_SPOOL)),
+  ...boundary('upstream', ['core'], without(ONLY_UPSTREAM)),
+  ...boundary('forward', ['core', 'spool/interface.js', 'upstream/interface.js'], ALL_LIBS),
+  ...boundary('ingest', ['core', 'route', 'spool/interface.js'], ALL_LIBS),
+  ...boundary('ingest/mqtt', ['core', 'route', 'spool/interface.js', 'ingest/interface.js'], without(ONLY_MQTT)),
+  ...boundary('ingest/serial', ['core', 'route', 'spool/interface.js', 'ingest/interface.js'], without(ONLY_SERIAL)),
+  ...boundary('node-red', ['core', 'config', 'route', 'spool', 'forward', 'upstream', 'ops'], [...ONLY_MQTT, ...ONLY_SERIAL]),
+  { files: ['src/cli.ts'], rules: onlyImports(0, ['gateway.js', 'cli', 'cli/*', 'config', 'config/*', 'spool', 'spool/*', 'core', 'core/*'], ALL_LIBS) },
+  { files: ['src/cli/*.ts'], rules: onlyImports(1, ['config', 'config/*', 'spool', 'spool/**', 'core', 'core/*'], ALL_LIBS) },
 );

@@ -6,10 +6,10 @@
 import { createRequire } from 'node:module';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { defaultConfig, loadConfigFile } from './config/load.js';
-import { ConfigError } from './config/issues.js';
 import type { Config } from './config/schema.js';
 import { GatewayError, messageOf } from './core/errors.js';
 import { Gateway } from './gateway.js';
+import { DLQ_HELP, dlqCommand, DlqUsageError } from './cli/dlq.js';
 
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
@@ -19,6 +19,7 @@ Usage:
   uplink run [--config FILE]           run the gateway (without --config: on the defaults,
                                        MQTT on 127.0.0.1:1883, spool in ./data, no upstream)
   uplink check-config --config FILE    validate FILE; print every error as "path: message"
+  uplink dlq list|show|replay|purge    the dead-letter store ('uplink dlq --help')
   uplink --help                        this text
   uplink --version                     the version
 
@@ -35,6 +36,19 @@ type Command = (args: string[]) => Promise<number>;
 const COMMANDS: Record<string, Command> = {
   run: runCommand,
   'check-config': checkConfigCommand,
+  dlq: async (args) => {
+    if (args.length === 0 || args.includes('--help') || args.includes('-h')) {
+      process.stdout.write(DLQ_HELP);
+      return args.length === 0 ? 2 : 0;
+    }
+    try {
+      return await dlqCommand(args, loadForTool, (text) => process.stdout.write(text));
+    } catch (err) {
+      if (err instanceof DlqUsageError) throw new UsageError(err.message);
+      if (err instanceof GatewayError) return reportFailure(err);
+      throw err;
+    }
+  },
   help: async () => { process.stdout.write(HELP); return 0; },
   version: async () => { process.stdout.write(`${VERSION}\n`); return 0; },
 };
@@ -56,14 +70,19 @@ async function checkConfigCommand(args: string[]): Promise<number> {
   try {
     await loadConfigFile(file);
   } catch (err) {
-    return reportConfigFailure(err);
+    return reportFailure(err);
   }
   process.stdout.write(`${file}: ok\n`);
   return 0;
 }
 
-function reportConfigFailure(err: unknown): number {
-  if (err instanceof ConfigError || (err instanceof GatewayError && err.code === 'CONFIG_UNREADABLE')) {
+/** The config for a tool command: the file given, else the defaults (spool in ./data). */
+async function loadForTool(file: string | undefined): Promise<Config> {
+  return file === undefined ? defaultConfig() : loadConfigFile(file);
+}
+
+function reportFailure(err: unknown): number {
+  if (err instanceof GatewayError) {
     process.stderr.write(`${err.message}\n`);
     return 1;
   }
@@ -76,7 +95,7 @@ async function runCommand(args: string[]): Promise<number> {
   try {
     config = file === undefined ? defaultConfig() : await loadConfigFile(file);
   } catch (err) {
-    return reportConfigFailure(err);
+    return reportFailure(err);
   }
   const gateway = new Gateway(config);
   const log = gateway.log;
@@ -119,7 +138,7 @@ export async function main(argv: string[]): Promise<number> {
   const command = COMMANDS[first];
   try {
     if (command === undefined) throw new UsageError(`unknown command '${first}'`);
-    if (rest.includes('--help') || rest.includes('-h')) {
+    if (first !== 'dlq' && (rest.includes('--help') || rest.includes('-h'))) {
       process.stdout.write(HELP);
       return 0;
     }

@@ -9,6 +9,8 @@ import type { Logger } from './core/logger.js';
 import { OpsServer } from './ops/http-server.js';
 import { createLogger } from './ops/log.js';
 import { Readiness } from './ops/readiness.js';
+import type { Spool } from './spool/interface.js';
+import { SqliteSpool } from './spool/sqlite/sqlite-spool.js';
 
 interface Component {
   readonly name: string;
@@ -21,14 +23,17 @@ export class Gateway {
   readonly #config: Config;
   /** The gateway's logger; every line carries the gatewayId. */
   readonly log: Logger;
+  readonly spool: Spool;
   readonly #components: Component[];
   #started: Component[] = [];
 
   constructor(config: Config, log: Logger = createLogger({ level: config.log.level })) {
     this.#config = config;
     this.log = log.child({ gatewayId: config.gatewayId });
+    this.spool = new SqliteSpool({ dataDir: config.dataDir, ...config.spool, log: this.log.child({ component: 'spool' }) });
     this.#components = [
       { name: 'dataDir', start: () => prepareDataDir(config.dataDir), stop: async () => {} },
+      wrap('spool', this.spool),
       wrap('http', new OpsServer({ ...config.http, readiness: this.readiness, log: this.log.child({ component: 'http' }) })),
     ];
   }

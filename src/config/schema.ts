@@ -38,9 +38,53 @@ const topicFilter = z.string().superRefine((value, ctx) => {
   if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${problem} (an MQTT topic filter)` });
 });
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+/** A duration as seconds (a number) or text such as `500ms`, `30s`, `15m`, `12h`, `7d`; in ms. */
+const duration = z.union([
+  z.number().positive('must be more than 0').transform((seconds) => seconds * 1000),
+  z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'must be a duration such as 30s, 15m, 12h or 7d')
+    .transform((text) => {
+      const [, amount, unit] = /^([\d.]+)\s*(\w+)$/.exec(text)!;
+      return Number(amount) * DURATION_UNITS[unit!]!;
+    }),
+], { error: 'must be a duration: seconds, or text such as 30s, 15m, 12h or 7d' });
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+/** A size as bytes (a number) or text such as `512MiB`, `2GB`; in bytes. */
+const size = z.union([
+  z.number().int().positive('must be more than 0'),
+  z.string().regex(/^\d+(\.\d+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)$/i, 'must be a size such as 512MiB or 2GB')
+    .transform((text) => {
+      const [, amount, unit] = /^([\d.]+)\s*(\w+)$/.exec(text)!;
+      return Math.floor(Number(amount) * SIZE_UNITS[unit!.toLowerCase()]!);
+    }),
+], { error: 'must be a size: bytes, or text such as 512MiB or 2GB' });
+
+const priority = z.number().int('must be an integer from 0 to 9').min(0, 'must be from 0 to 9').max(9, 'must be from 0 to 9');
+
 export const RouteSchema = z.strictObject({
   topic: topicFilter.describe('MQTT topic filter; + matches one level, # the rest'),
   address: z.string().min(1, 'must not be empty').describe('AMQP 1.0 target address, e.g. /queue/telemetry'),
+  priority: priority.default(4).describe('0 (lowest) to 9; higher priorities leave the spool first (AMQP header priority)'),
+  ttl: duration.optional().describe('readings older than this are never forwarded; spool.ttl when unset'),
+});
+
+export const SpoolSchema = z.strictObject({
+  durability: z.enum(['full', 'normal'], { error: 'must be full or normal' }).default('full')
+    .describe('full: every commit is fsynced (nothing acknowledged is lost on power loss); normal: faster, the last commits may be lost on power loss'),
+  groupCommitMs: z.number().min(0).max(100).default(0)
+    .describe('0: appends that arrive in the same turn of the event loop share one commit; more: also wait up to this many ms for others'),
+  maxBytes: size.default(1024 ** 3).describe('payload bytes the spool may hold'),
+  maxReadings: z.number().int().positive().default(10_000_000).describe('readings the spool may hold'),
+  policy: z.enum(['block', 'drop-oldest'], { error: 'must be block or drop-oldest' }).default('block')
+    .describe('when full: block holds devices back; drop-oldest evicts the oldest, lowest-priority readings'),
+  ttl: duration.optional().describe('default time to live of a reading; unset: forever'),
+  expired: z.enum(['drop', 'dead-letter'], { error: 'must be drop or dead-letter' }).default('drop')
+    .describe('what happens to a reading whose TTL passed'),
+  maxAttempts: z.number().int().min(1).default(10)
+    .describe('a reading the upstream returns as modified this many times is dead-lettered'),
+  onCorrupt: z.enum(['fail', 'fresh'], { error: 'must be fail or fresh' }).default('fail')
+    .describe('a corrupt spool file is always moved aside; fresh: then start with an empty spool, fail: refuse to start'),
 });
 
 export const TlsSchema = z.strictObject({
@@ -78,10 +122,11 @@ export const ConfigSchema = z.strictObject({
     host: host.default('127.0.0.1'),
     port: port.default(1883),
   }).prefault({}).describe('the embedded MQTT broker that devices publish to'),
+  spool: SpoolSchema.prefault({}),
   upstream: UpstreamSchema.optional()
     .describe('where readings go; when unset, readings wait in the spool'),
   routes: z.array(RouteSchema).min(1, 'must have at least one route')
-    .default([{ topic: '#', address: '/queue/telemetry' }])
+    .prefault([{ topic: '#', address: '/queue/telemetry' }])
     .describe('first match wins; a reading goes to the address of the first route whose topic filter matches'),
   http: z.strictObject({
     host: host.default('127.0.0.1'),
@@ -95,6 +140,7 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type Config = z.output<typeof ConfigSchema> & { gatewayId: string };
 export type UpstreamConfig = NonNullable<Config['upstream']>;
 export type RouteConfig = Config['routes'][number];
+export type SpoolConfig = Config['spool'];
 
 /** The JSON Schema of `uplink.yaml`, as published for editors. */
 export function configJsonSchema(): Record<string, unknown> {

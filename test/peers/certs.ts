@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,7 +57,9 @@ async function makeLeaf(dir: string, name: string, cn: string, ca: CertPair, ext
   await writeFile(extFile, ext);
   await openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
     '-keyout', pair.key, '-out', csr, '-subj', `/CN=${cn}`], dir);
-  await openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial',
+  // An explicit random serial: -CAcreateserial shares one .srl file and races when leaves are signed in parallel.
+  const serial = `0x${randomBytes(16).toString('hex')}`;
+  await openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', serial,
     '-out', pair.cert, '-days', '30', '-extfile', extFile], dir);
   return pair;
 }
