@@ -3,6 +3,7 @@
  * (SQLite's WAL lets this process and the gateway use the file at once; the gateway notices
  * replayed readings within a second).
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isUtf8 } from 'node:buffer';
 import type { Config } from '../config/schema.js';
@@ -59,15 +60,10 @@ export async function dlqCommand(args: string[], loadConfig: (file: string | und
 
   const config = await loadConfig(values.config);
   const readonly = action === 'list' || action === 'show';
-  let db;
-  try {
-    db = openSpoolDatabase({ dataDir: config.dataDir, durability: config.spool.durability, onCorrupt: 'fail', log: quietLog, readonly });
-  } catch (err) {
-    if (readonly && /unable to open|SQLITE_CANTOPEN/i.test(`${(err as Error).message} ${(err as { code?: string }).code}`)) {
-      throw new GatewayError('IO', `no spool at ${spoolFile(config.dataDir)} (dataDir ${config.dataDir}); has the gateway run with this config?`);
-    }
-    throw err;
+  if (!existsSync(spoolFile(config.dataDir))) {
+    throw new GatewayError('IO', `no spool at ${spoolFile(config.dataDir)} (dataDir ${config.dataDir}); has the gateway run with this config?`);
   }
+  const db = openSpoolDatabase({ dataDir: config.dataDir, durability: config.spool.durability, onCorrupt: 'fail', log: quietLog, readonly });
   try {
     const store = new SqliteDeadLetterStore(db);
     switch (action) {

@@ -10,18 +10,30 @@ import type { Config } from './schema.js';
 
 type Issue = Omit<ConfigIssue, 'path'> & { path: PathSegment[] };
 
-export const TLS_FILE_KEYS = ['ca', 'cert', 'key'] as const;
+/** Every place in the config that names a file. */
+export const FILE_PATHS = [
+  ['upstream', 'tls', 'ca'], ['upstream', 'tls', 'cert'], ['upstream', 'tls', 'key'],
+  ['mqtt', 'tls', 'ca'], ['mqtt', 'tls', 'cert'], ['mqtt', 'tls', 'key'], ['mqtt', 'usersFile'],
+] as const;
+
+/** The value at `path` in a parsed YAML tree, if it is there. */
+export function valueAt(tree: unknown, path: readonly string[]): unknown {
+  let node = tree;
+  for (const key of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string, unknown>)[key];
+  }
+  return node;
+}
 
 /** Problems with the files named in the raw (not yet validated) config, relative to `baseDir`. */
 export function checkFiles(raw: unknown, baseDir: string): Issue[] {
-  const tls = (raw as { upstream?: { tls?: Record<string, unknown> } } | null)?.upstream?.tls;
-  if (tls === null || typeof tls !== 'object') return [];
   const issues: Issue[] = [];
-  for (const key of TLS_FILE_KEYS) {
-    const value = tls[key];
+  for (const path of FILE_PATHS) {
+    const value = valueAt(raw, path);
     if (typeof value !== 'string' || value === '') continue;
     const problem = fileProblem(value, baseDir);
-    if (problem !== undefined) issues.push({ path: ['upstream', 'tls', key], message: problem });
+    if (problem !== undefined) issues.push({ path: [...path], message: problem });
   }
   return issues;
 }
@@ -78,6 +90,13 @@ export function checkCombinations(config: Config): Issue[] {
         }
       }
     }
+  }
+  const mqtt = config.mqtt;
+  if (mqtt.auth === 'password' && mqtt.users.length === 0 && mqtt.usersFile === undefined) {
+    issues.push({ path: ['mqtt', 'auth'], message: 'password needs mqtt.users or mqtt.usersFile' });
+  }
+  if (mqtt.auth === 'certificate' && mqtt.tls?.ca === undefined) {
+    issues.push({ path: ['mqtt', 'auth'], message: 'certificate needs an mqtt.tls listener with tls.ca (the CA of the device certificates)' });
   }
   if (config.http.port === config.mqtt.port && sameInterface(config.http.host, config.mqtt.host)) {
     issues.push({ path: ['http', 'port'], message: `is already taken by mqtt.port (${config.mqtt.port})` });

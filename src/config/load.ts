@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
 import { GatewayError } from '../core/errors.js';
-import { checkCombinations, checkFiles, TLS_FILE_KEYS } from './checks.js';
+import { checkCombinations, checkFiles, FILE_PATHS, valueAt } from './checks.js';
 import { ConfigError, formatPath, type ConfigIssue, type PathSegment } from './issues.js';
 import { ConfigSchema, type Config } from './schema.js';
 import { unknownKeyMessage } from './suggest.js';
@@ -80,14 +80,12 @@ function messageFor(issue: z.core.$ZodRawIssue): string | undefined {
 }
 
 function resolvePaths(parsed: Config, baseDir: string): Config {
-  const config: Config = { ...parsed, gatewayId: parsed.gatewayId ?? hostname(), dataDir: resolve(baseDir, parsed.dataDir) };
-  if (parsed.upstream?.tls !== undefined) {
-    const tls = { ...parsed.upstream.tls };
-    for (const key of TLS_FILE_KEYS) {
-      const value = tls[key];
-      if (value !== undefined) tls[key] = resolve(baseDir, value);
-    }
-    config.upstream = { ...parsed.upstream, tls };
+  // A deep copy, so the paths can be rewritten in place.
+  const config = structuredClone({ ...parsed, gatewayId: parsed.gatewayId ?? hostname(), dataDir: resolve(baseDir, parsed.dataDir) });
+  for (const path of FILE_PATHS) {
+    const parent = valueAt(config, path.slice(0, -1)) as Record<string, unknown> | undefined;
+    const key = path.at(-1)!;
+    if (parent !== undefined && typeof parent[key] === 'string') parent[key] = resolve(baseDir, parent[key]);
   }
   return config;
 }

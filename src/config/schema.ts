@@ -69,6 +69,49 @@ export const RouteSchema = z.strictObject({
   ttl: duration.optional().describe('readings older than this are never forwarded; spool.ttl when unset'),
 });
 
+const MqttUserSchema = z.strictObject({
+  username: z.string().min(1),
+  password: z.string().regex(/^\$scrypt\$/, "must be a hash made by 'uplink passwd' (starting with $scrypt$), never the password itself")
+    .describe("scrypt hash from 'uplink passwd'"),
+});
+
+const MqttAclSchema = z.strictObject({
+  user: z.string().min(1).default('*')
+    .describe('username or certificate CN this entry is for; * for everyone'),
+  publish: z.array(topicFilter).default([]).describe('topic filters the device may publish to; %u = username, %c = client id'),
+  subscribe: z.array(topicFilter).default([]).describe('topic filters the device may subscribe to; %u and %c as for publish'),
+});
+
+export const MqttSchema = z.strictObject({
+  host: host.default('127.0.0.1'),
+  port: port.default(1883),
+  tls: z.strictObject({
+    host: host.optional().describe('mqtt.host when unset'),
+    port: port.default(8883),
+    cert: filePath.describe('PEM file of the server certificate'),
+    key: filePath.describe('PEM file of the server key'),
+    ca: filePath.optional().describe('PEM file of the CA that signs device certificates (auth: certificate)'),
+  }).optional().describe('an MQTT over TLS listener, besides the plain one'),
+  websocket: z.strictObject({
+    host: host.optional().describe('mqtt.host when unset'),
+    port: port.default(8080),
+  }).optional().describe('an MQTT over WebSocket listener'),
+  auth: z.enum(['none', 'password', 'certificate'], { error: 'must be none, password or certificate' }).default('none')
+    .describe('none: anyone may connect; password: users (hashed); certificate: the TLS client certificate CN is the identity'),
+  users: z.array(MqttUserSchema).default([]).describe('for auth: password'),
+  usersFile: filePath.optional().describe('for auth: password; lines of "username:hash", as from uplink passwd'),
+  acl: z.array(MqttAclSchema).optional()
+    .describe('who may publish and subscribe to what; unset: everyone may do everything; set: what no entry allows is denied'),
+  maxPayload: size.default(256 * 1024).describe('largest publish payload accepted; a larger packet disconnects the client'),
+  maxTopicLength: z.number().int().min(1).max(65535).default(256),
+  maxTopicLevels: z.number().int().min(1).max(1000).default(16),
+  maxConnections: z.number().int().min(1).default(1000),
+  maxInFlight: z.number().int().min(1).max(65535).default(64)
+    .describe('QoS 1/2 publishes of one client waiting for the spool; more wait in the socket'),
+  unrouted: z.enum(['drop', 'refuse'], { error: 'must be drop or refuse' }).default('drop')
+    .describe('a publish that matches no route: drop (acknowledged, counted, logged) or refuse (not acknowledged, counted, logged)'),
+});
+
 export const SpoolSchema = z.strictObject({
   durability: z.enum(['full', 'normal'], { error: 'must be full or normal' }).default('full')
     .describe('full: every commit is fsynced (nothing acknowledged is lost on power loss); normal: faster, the last commits may be lost on power loss'),
@@ -118,10 +161,7 @@ export const ConfigSchema = z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
       { error: 'must be one of: fatal, error, warn, info, debug, trace' }).default('info'),
   }).prefault({}),
-  mqtt: z.strictObject({
-    host: host.default('127.0.0.1'),
-    port: port.default(1883),
-  }).prefault({}).describe('the embedded MQTT broker that devices publish to'),
+  mqtt: MqttSchema.prefault({}).describe('the embedded MQTT broker that devices publish to'),
   spool: SpoolSchema.prefault({}),
   upstream: UpstreamSchema.optional()
     .describe('where readings go; when unset, readings wait in the spool'),
@@ -141,6 +181,7 @@ export type Config = z.output<typeof ConfigSchema> & { gatewayId: string };
 export type UpstreamConfig = NonNullable<Config['upstream']>;
 export type RouteConfig = Config['routes'][number];
 export type SpoolConfig = Config['spool'];
+export type MqttConfig = Config['mqtt'];
 
 /** The JSON Schema of `uplink.yaml`, as published for editors. */
 export function configJsonSchema(): Record<string, unknown> {

@@ -19,14 +19,17 @@ function issuesOf(text: string): string[] {
 describe('config', () => {
   test('the defaults: MQTT on 127.0.0.1:1883, spool in ./data, no upstream, HTTP on 127.0.0.1:9464', () => {
     const config = defaultConfig('/srv/gw');
-    assert.deepEqual(config, {
-      gatewayId: hostname(),
-      dataDir: '/srv/gw/data',
-      log: { level: 'info' },
-      mqtt: { host: '127.0.0.1', port: 1883 },
-      routes: [{ topic: '#', address: '/queue/telemetry' }],
-      http: { host: '127.0.0.1', port: 9464 },
+    assert.equal(config.gatewayId, hostname());
+    assert.equal(config.dataDir, '/srv/gw/data');
+    assert.deepEqual(config.log, { level: 'info' });
+    assert.deepEqual([config.mqtt.host, config.mqtt.port, config.mqtt.auth, config.mqtt.maxPayload], ['127.0.0.1', 1883, 'none', 262_144]);
+    assert.equal(config.upstream, undefined);
+    assert.deepEqual(config.routes, [{ topic: '#', address: '/queue/telemetry', priority: 4 }]);
+    assert.deepEqual(config.spool, {
+      durability: 'full', groupCommitMs: 0, maxBytes: 1024 ** 3, maxReadings: 10_000_000, policy: 'block', expired: 'drop',
+      maxAttempts: 10, onCorrupt: 'fail',
     });
+    assert.deepEqual(config.http, { host: '127.0.0.1', port: 9464 });
   });
 
   test('relative paths resolve against the directory of the config file', () => {
@@ -44,7 +47,9 @@ describe('config', () => {
   test('misspelt keys are errors that suggest the right one, at the right line', () => {
     assert.deepEqual(issuesOf('mqtt:\n  hots: 0.0.0.0\n'), ["mqtt.hots: unknown key (did you mean 'host'?) @2"]);
     assert.deepEqual(issuesOf('routes:\n  - topic: a\n    address: b\n    priorty: 1\n'),
-      ["routes[0].priorty: unknown key (allowed here: topic, address) @4"]);
+      ["routes[0].priorty: unknown key (did you mean 'priority'?) @4"]);
+    assert.deepEqual(issuesOf('routes:\n  - topic: a\n    address: b\n    colour: red\n'),
+      ['routes[0].colour: unknown key (allowed here: topic, address, priority, ttl) @4']);
   });
 
   test('YAML syntax errors and duplicate keys carry their line', () => {
@@ -79,6 +84,21 @@ describe('config', () => {
     assert.match(topicFilterProblem('a/b+') ?? '', /whole level/);
     assert.deepEqual(issuesOf('routes:\n  - topic: "a/#/b"\n    address: q\n'),
       ["routes[0].topic: '#' must be a whole level and the last one (an MQTT topic filter) @2"]);
+  });
+
+  test('durations and sizes take units', () => {
+    const config = parseConfig('spool:\n  ttl: 7d\n  maxBytes: 512MiB\nroutes:\n  - { topic: a, address: b, ttl: 90 }\n', { source: 'x', baseDir: '/' });
+    assert.equal(config.spool.ttl, 7 * 86_400_000);
+    assert.equal(config.spool.maxBytes, 512 * 1024 ** 2);
+    assert.equal(config.routes[0]?.ttl, 90_000);
+    assert.deepEqual(issuesOf('spool:\n  ttl: 7 days\n'), ['spool.ttl: must be a duration: seconds, or text such as 30s, 15m, 12h or 7d @2']);
+  });
+
+  test('mqtt auth settings that only work together', () => {
+    assert.deepEqual(issuesOf('mqtt:\n  auth: password\n'), ['mqtt.auth: password needs mqtt.users or mqtt.usersFile @2']);
+    assert.deepEqual(issuesOf('mqtt:\n  users: [{ username: a, password: secret }]\n'),
+      ["mqtt.users[0].password: must be a hash made by 'uplink passwd' (starting with $scrypt$), never the password itself @2"]);
+    assert.match(issuesOf('mqtt:\n  auth: certificate\n')[0] ?? '', /^mqtt\.auth: certificate needs an mqtt\.tls listener/);
   });
 
   test('http and mqtt cannot share a port', () => {

@@ -13,8 +13,8 @@
  * Lease state (what is in flight) is never written: after a restart everything is simply queued.
  */
 import Database from 'better-sqlite3';
-import { existsSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { isCorruption, translateSqliteError } from './errors.js';
@@ -95,6 +95,7 @@ export function openSpoolDatabase(options: OpenOptions): Db {
 }
 
 function openAndCheck(file: string, options: OpenOptions): Db {
+  if (!options.readonly) mkdirSync(dirname(file), { recursive: true });
   const db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
   try {
     db.pragma('busy_timeout = 5000');
