@@ -2,13 +2,22 @@
 import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-/** `no-restricted-imports` patterns: everything outside the folder is forbidden except `allowed`. */
+/**
+ * `no-restricted-imports` patterns (gitignore syntax): everything outside the folder is forbidden
+ * except `allowed`. A single allowed file needs its folder re-included, then the folder's other
+ * files excluded again.
+ */
 function onlyImports(depth, allowed, libraries = []) {
   const up = depth === 0 ? './' : '../'.repeat(depth);
+  const patterns = allowed.flatMap((a) => {
+    if (!a.endsWith('.js') || !a.includes('/')) return [`!${up}${a}`];
+    const folder = a.slice(0, a.lastIndexOf('/'));
+    return [`!${up}${folder}`, `${up}${folder}/*`, `!${up}${a}`];
+  });
   return {
     'no-restricted-imports': ['error', {
       patterns: [
-        { group: [`${up}*`, ...allowed.map((a) => `!${up}${a}`)], message: 'DESIGN.md: this module may not import that one' },
+        { group: [`${up}*`, ...patterns], message: 'DESIGN.md: this module may not import that one' },
         ...(libraries.length > 0 ? [{ group: libraries, message: 'DESIGN.md: only one module talks to this library' }] : []),
       ],
     }],

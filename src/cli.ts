@@ -121,6 +121,10 @@ async function runCommand(args: string[]): Promise<number> {
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP: re-reading certificates; other config changes need a restart');
+      gateway.reload().catch((err: unknown) => log.error({ err }, 'reload failed'));
+    });
     gateway.start().catch((err: unknown) => {
       log.fatal({ err, code: err instanceof GatewayError ? err.code : undefined }, `cannot start: ${messageOf(err)}`);
       resolve(1);

@@ -9,8 +9,12 @@ import type { Logger } from './core/logger.js';
 import { OpsServer } from './ops/http-server.js';
 import { createLogger } from './ops/log.js';
 import { Readiness } from './ops/readiness.js';
+import { Forwarder, type RouteInfo } from './forward/forwarder.js';
+import { Router } from './route/router.js';
 import type { Spool } from './spool/interface.js';
 import { SqliteSpool } from './spool/sqlite/sqlite-spool.js';
+import { AmqpUpstream } from './upstream/amqp/amqp-upstream.js';
+import type { UpstreamState } from './upstream/interface.js';
 
 interface Component {
   readonly name: string;
@@ -24,16 +28,39 @@ export class Gateway {
   /** The gateway's logger; every line carries the gatewayId. */
   readonly log: Logger;
   readonly spool: Spool;
+  readonly router: Router;
+  readonly upstream: AmqpUpstream | undefined;
+  readonly forwarder: Forwarder | undefined;
   readonly #components: Component[];
   #started: Component[] = [];
 
   constructor(config: Config, log: Logger = createLogger({ level: config.log.level })) {
     this.#config = config;
     this.log = log.child({ gatewayId: config.gatewayId });
+    this.router = new Router({ routes: config.routes, ...(config.spool.ttl === undefined ? {} : { defaultTtl: config.spool.ttl }) });
     this.spool = new SqliteSpool({ dataDir: config.dataDir, ...config.spool, log: this.log.child({ component: 'spool' }) });
+    const upstream = config.upstream;
+    if (upstream !== undefined) {
+      this.upstream = new AmqpUpstream({
+        urls: Array.isArray(upstream.url) ? upstream.url : [upstream.url],
+        sasl: upstream.sasl,
+        ...(upstream.tls === undefined ? {} : { tls: upstream.tls }),
+        ...(upstream.username === undefined ? {} : { username: upstream.username }),
+        ...(upstream.password === undefined ? {} : { password: upstream.password }),
+        gatewayId: config.gatewayId,
+        log: this.log.child({ component: 'upstream' }),
+      });
+      this.forwarder = new Forwarder({
+        spool: this.spool, upstream: this.upstream, routeInfo: (address, topic) => this.#routeInfo(address, topic),
+        log: this.log.child({ component: 'forward' }),
+      });
+      this.upstream.onState((state) => this.#upstreamReadiness(state));
+    }
     this.#components = [
       { name: 'dataDir', start: () => prepareDataDir(config.dataDir), stop: async () => {} },
       wrap('spool', this.spool),
+      ...(this.upstream === undefined ? [] : [wrap('upstream', this.upstream)]),
+      ...(this.forwarder === undefined ? [] : [wrap('forward', this.forwarder)]),
       wrap('http', new OpsServer({ ...config.http, readiness: this.readiness, log: this.log.child({ component: 'http' }) })),
     ];
   }
@@ -44,7 +71,7 @@ export class Gateway {
       this.readiness.set('upstream', { ready: false, reason: 'no upstream configured: readings wait in the spool' });
       this.log.warn({ dataDir: config.dataDir }, 'no upstream configured: readings wait in the spool until one is configured');
     } else {
-      this.readiness.set('upstream', { ready: false, reason: 'upstream not connected' });
+      this.readiness.set('upstream', { ready: false, reason: 'connecting to the upstream' });
     }
     for (const component of this.#components) {
       try {
@@ -57,6 +84,21 @@ export class Gateway {
     }
     this.log.info({ dataDir: config.dataDir, mqtt: config.mqtt, http: config.http,
       upstream: config.upstream?.url ?? null, routes: config.routes.length }, 'gateway started');
+  }
+
+  /** SIGHUP: re-read what can be re-read safely (the certificates). */
+  async reload(): Promise<void> {
+    await this.upstream?.reload();
+  }
+
+  #routeInfo(address: string, topic?: string): RouteInfo {
+    const route = (topic === undefined ? undefined : this.router.match(topic)) ?? this.router.routeForAddress(address);
+    return { mode: route?.delivery ?? 'at-least-once', ...(route?.properties === undefined ? {} : { properties: route.properties }) };
+  }
+
+  #upstreamReadiness(state: UpstreamState): void {
+    this.readiness.set('upstream', state.connected ? { ready: true }
+      : { ready: false, reason: state.lastError === undefined ? 'connecting to the upstream' : `upstream not connected: ${state.lastError.message}` });
   }
 
   async stop(): Promise<void> {

@@ -59,10 +59,17 @@ export function checkCombinations(config: Config): Issue[] {
   const issues: Issue[] = [];
   const upstream = config.upstream;
   if (upstream !== undefined) {
-    const url = parseUpstreamUrl(upstream.url);
-    if (typeof url === 'string') {
-      issues.push({ path: ['upstream', 'url'], message: url });
-    } else {
+    const list = Array.isArray(upstream.url) ? upstream.url : [upstream.url];
+    const urls = list.map(parseUpstreamUrl);
+    urls.forEach((url, i) => {
+      if (typeof url === 'string') issues.push({ path: Array.isArray(upstream.url) ? ['upstream', 'url', i] : ['upstream', 'url'], message: url });
+    });
+    const parsed = urls.filter((u): u is URL => typeof u !== 'string');
+    if (parsed.length > 0 && new Set(parsed.map((u) => u.protocol)).size > 1) {
+      issues.push({ path: ['upstream', 'url'], message: 'mixes amqp:// and amqps://; use one scheme for all' });
+    }
+    const url = parsed[0];
+    if (url !== undefined && parsed.length === urls.length) {
       const secure = url.protocol === 'amqps:';
       if (upstream.tls !== undefined && !secure) {
         issues.push({ path: ['upstream', 'tls'], message: 'is only used with an amqps:// url' });
@@ -91,6 +98,14 @@ export function checkCombinations(config: Config): Issue[] {
       }
     }
   }
+  const modes = new Map<string, string>();
+  config.routes.forEach((route, i) => {
+    const mode = modes.get(route.address);
+    if (mode !== undefined && mode !== route.delivery) {
+      issues.push({ path: ['routes', i, 'delivery'], message: `differs from an earlier route to ${route.address}; one address has one delivery mode` });
+    }
+    modes.set(route.address, route.delivery);
+  });
   const mqtt = config.mqtt;
   if (mqtt.auth === 'password' && mqtt.users.length === 0 && mqtt.usersFile === undefined) {
     issues.push({ path: ['mqtt', 'auth'], message: 'password needs mqtt.users or mqtt.usersFile' });

@@ -64,7 +64,13 @@ const priority = z.number().int('must be an integer from 0 to 9').min(0, 'must b
 
 export const RouteSchema = z.strictObject({
   topic: topicFilter.describe('MQTT topic filter; + matches one level, # the rest'),
-  address: z.string().min(1, 'must not be empty').describe('AMQP 1.0 target address, e.g. /queue/telemetry'),
+  address: z.string().min(1, 'must not be empty')
+    .regex(/^([^{}]|\{[1-9]\d*\})*$/, 'placeholders must be {N}, N a topic level from 1')
+    .describe('AMQP 1.0 target address, e.g. /queue/telemetry; {N} is level N of the topic (from 1), e.g. /exchange/telemetry/{2}.{3}'),
+  delivery: z.enum(['at-least-once', 'at-most-once'], { error: 'must be at-least-once or at-most-once' }).default('at-least-once')
+    .describe('at-least-once: unsettled, deleted from the spool only when accepted; at-most-once: pre-settled, best effort'),
+  properties: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional()
+    .describe('extra AMQP application properties of the readings of this route'),
   priority: priority.default(4).describe('0 (lowest) to 9; higher priorities leave the spool first (AMQP header priority)'),
   ttl: duration.optional().describe('readings older than this are never forwarded; spool.ttl when unset'),
 });
@@ -137,10 +143,11 @@ export const TlsSchema = z.strictObject({
   servername: z.string().min(1).optional().describe('name checked against the broker certificate; the URL host when unset'),
 });
 
+const upstreamUrl = z.string().regex(/^amqps?:\/\//i, 'must use the amqp:// or amqps:// scheme');
+
 export const UpstreamSchema = z.strictObject({
-  url: z.string()
-    .regex(/^amqps?:\/\//i, 'must use the amqp:// or amqps:// scheme')
-    .describe('the AMQP 1.0 broker, amqp://host:port or amqps://host:port (TLS)'),
+  url: z.union([upstreamUrl, z.array(upstreamUrl).min(1, 'must list at least one URL')])
+    .describe('the AMQP 1.0 broker, amqp://host:port or amqps://host:port (TLS); or a list, tried in turn (failover)'),
   sasl: z.enum(['external', 'plain', 'anonymous'], { error: 'must be one of: external, plain, anonymous' })
     .default('external')
     .describe('SASL mechanism: external = the TLS client certificate is the identity'),

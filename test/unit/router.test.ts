@@ -47,6 +47,17 @@ describe('router', () => {
     assert.equal(router.route(envelope('alarm/x'))?.expiresAt, 3_601_000);
   });
 
+  test('address templates take topic levels, and map back to their route', () => {
+    const templated = new Router({ routes: [
+      { topic: 'sensor/+/+', address: '/exchange/telemetry/{2}.{3}', priority: 4, delivery: 'at-most-once' },
+      { topic: '#', address: '/queue/rest', priority: 4 },
+    ] });
+    assert.equal(templated.route(envelope('sensor/line1/temp'))?.address, '/exchange/telemetry/line1.temp');
+    assert.equal(templated.routeForAddress('/exchange/telemetry/line9.rpm')?.delivery, 'at-most-once');
+    assert.equal(templated.routeForAddress('/queue/rest')?.topic, '#');
+    assert.equal(templated.routeForAddress('/queue/unknown'), undefined);
+  });
+
   test('no route: undefined, and no TTL at all: no expiry', () => {
     const narrow = new Router({ routes: [{ topic: 'a/b', address: 'q', priority: 4 }] });
     assert.equal(narrow.route(envelope('c')), undefined);

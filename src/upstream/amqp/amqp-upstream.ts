@@ -1,0 +1,288 @@
+/**
+ * The AMQP 1.0 connection (the only module that talks to rhea): TLS, SASL, the sender links, and
+ * reconnection. rhea's own reconnect is off: it drops unsettled deliveries silently and gives up
+ * after a SASL failure (FACTS.md). Here every connection attempt is a fresh rhea connection with
+ * freshly read certificates; URLs are tried in turn; the wait between attempts is exponential
+ * with full jitter, and the cap after auth or TLS failures.
+ */
+import rhea, { type Connection, type ConnectionOptions, type Container, type EventContext } from 'rhea';
+import { Backoff } from '../../core/backoff.js';
+import { GatewayError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Upstream, UpstreamLink, UpstreamState } from '../interface.js';
+import { translateAmqpError, type UpstreamError } from './errors.js';
+import { AmqpSenderLink, type DeliveryMode } from './sender-link.js';
+import { readTlsFiles, sameMaterial, type TlsMaterial, type TlsPaths } from './tls-files.js';
+
+export interface AmqpUpstreamOptions {
+  /** amqp:// or amqps:// URLs, tried in turn. */
+  urls: string[];
+  sasl: 'external' | 'plain' | 'anonymous';
+  tls?: TlsPaths & { servername?: string };
+  username?: string;
+  password?: string;
+  gatewayId: string;
+  log: Logger;
+  backoff?: { baseMs: number; capMs: number; random?: () => number };
+  /** A connection attempt that is not open after this long is abandoned. */
+  connectTimeoutMs?: number;
+  /** Wait before attaching a link again after the broker closed it. */
+  linkRetryMs?: number;
+}
+
+export class AmqpUpstream implements Upstream {
+  readonly #options: AmqpUpstreamOptions;
+  readonly #log: Logger;
+  readonly #backoff: Backoff;
+  readonly #links = new Map<string, AmqpSenderLink>();
+  readonly #listeners = new Set<(state: UpstreamState) => void>();
+  #container: Container | undefined;
+  #connection: Connection | undefined;
+  #connected = false;
+  #stopping = false;
+  #urlIndex = 0;
+  #reconnects = 0;
+  #attempts = 0;
+  #everConnected = false;
+  #lastError: UpstreamState['lastError'];
+  #retryTimer: NodeJS.Timeout | undefined;
+  #connectTimer: NodeJS.Timeout | undefined;
+  #tls: TlsMaterial = {};
+  readonly #linkTimers = new Set<NodeJS.Timeout>();
+
+  constructor(options: AmqpUpstreamOptions) {
+    if (options.urls.length === 0) throw new GatewayError('CONFIG_INVALID', 'upstream: no URL');
+    this.#options = options;
+    this.#log = options.log;
+    this.#backoff = new Backoff(options.backoff ?? { baseMs: 500, capMs: 30_000 });
+  }
+
+  async start(): Promise<void> {
+    this.#stopping = false;
+    this.#container = rhea.create_container({ id: this.#options.gatewayId });
+    // rhea throws unhandled 'error' events; every error is handled on the connection instead.
+    this.#container.on('error', (err: unknown) => this.#recordError(translateAmqpError(err, 'upstream')));
+    this.#connect();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#connectTimer);
+    for (const timer of this.#linkTimers) clearTimeout(timer);
+    this.#linkTimers.clear();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    for (const link of this.#links.values()) link.detach();
+    if (connection !== undefined && connection.is_open()) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 2000);
+        connection.once('connection_close', () => { clearTimeout(timer); resolve(); });
+        connection.once('disconnected', () => { clearTimeout(timer); resolve(); });
+        connection.close();
+      });
+    }
+    socketOf(connection)?.destroy();
+    this.#setConnected(false);
+  }
+
+  link(address: string, mode: DeliveryMode): UpstreamLink {
+    let link = this.#links.get(address);
+    if (link === undefined) {
+      link = new AmqpSenderLink({
+        address, mode, gatewayId: this.#options.gatewayId, log: this.#log,
+        onError: (error) => this.#linkFailed(address, error),
+      });
+      this.#links.set(address, link);
+      if (this.#connected && this.#connection !== undefined) link.attach(this.#connection);
+    }
+    return link;
+  }
+
+  state(): UpstreamState {
+    return {
+      connected: this.#connected,
+      url: redact(this.#options.urls[this.#urlIndex]!),
+      reconnects: this.#reconnects,
+      ...(this.#lastError === undefined ? {} : { lastError: this.#lastError }),
+    };
+  }
+
+  onState(listener: (state: UpstreamState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Credit summed over the links: what the broker lets us send right now. */
+  credit(): number {
+    let total = 0;
+    for (const link of this.#links.values()) total += link.credit();
+    return total;
+  }
+
+  async reload(): Promise<void> {
+    let fresh: TlsMaterial;
+    try {
+      fresh = readTlsFiles(this.#options.tls);
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, 'upstream: cannot re-read the certificates; keeping the current connection');
+      return;
+    }
+    if (sameMaterial(fresh, this.#tls)) {
+      this.#log.info('upstream: certificates unchanged');
+      return;
+    }
+    this.#log.info('upstream: certificates changed; reconnecting with them');
+    this.#backoff.reset();
+    if (this.#connection !== undefined) {
+      const connection = this.#connection;
+      connection.close();
+      // If the broker does not answer the close, the socket goes anyway.
+      setTimeout(() => socketOf(connection)?.destroy(), 2000).unref();
+    } else {
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+      this.#connect();
+    }
+  }
+
+  #connect(): void {
+    if (this.#stopping || this.#container === undefined) return;
+    const url = new URL(this.#options.urls[this.#urlIndex]!);
+    const log = this.#log.child({ url: redact(url.href) });
+    let options: ConnectionOptions;
+    try {
+      options = this.#connectionOptions(url);
+    } catch (err) {
+      this.#failed(translateAmqpError(err, `connecting to ${redact(url.href)}`), log);
+      return;
+    }
+    this.#attempts += 1;
+    log.debug({ attempt: this.#attempts }, 'upstream: connecting');
+    const connection = this.#container.connect(options);
+    this.#connection = connection;
+    let failure: UpstreamError | undefined;
+    this.#connectTimer = setTimeout(() => {
+      failure = translateAmqpError({ code: 'ETIMEDOUT', message: `not open after ${this.#options.connectTimeoutMs ?? 15_000} ms` }, 'connecting');
+      socketOf(connection)?.destroy();
+    }, this.#options.connectTimeoutMs ?? 15_000);
+
+    connection.on('connection_open', () => {
+      clearTimeout(this.#connectTimer);
+      if (this.#everConnected) this.#reconnects += 1;
+      this.#everConnected = true;
+      this.#attempts = 0;
+      this.#backoff.reset();
+      log.info({ sasl: this.#options.sasl }, 'upstream connected');
+      this.#setConnected(true);
+      for (const link of this.#links.values()) link.attach(connection);
+    });
+    connection.on('connection_error', (ctx: EventContext) => {
+      failure = translateAmqpError(ctx.connection.error ?? ctx.error, `upstream ${redact(url.href)}`);
+    });
+    connection.on('connection_close', (ctx: EventContext) => {
+      const error = ctx.connection.error;
+      if (error !== undefined && failure === undefined) failure = translateAmqpError(error, `upstream ${redact(url.href)} closed the connection`);
+    });
+    connection.on('error', (err: unknown) => {
+      failure ??= translateAmqpError(err, `upstream ${redact(url.href)}`);
+    });
+    connection.on('disconnected', (ctx: EventContext) => {
+      clearTimeout(this.#connectTimer);
+      if (this.#connection !== connection) return;
+      this.#connection = undefined;
+      const wasConnected = this.#connected;
+      for (const link of this.#links.values()) link.detach();
+      this.#setConnected(false);
+      connection.removeAllListeners();
+      connection.on('error', () => {});
+      if (this.#stopping) return;
+      const error = failure ?? translateAmqpError(ctx.error ?? { code: 'ECONNRESET', message: 'connection lost' }, `upstream ${redact(url.href)}`);
+      if (wasConnected && failure === undefined && ctx.error === undefined) {
+        log.warn('upstream: connection closed; reconnecting');
+      }
+      this.#failed(error, log);
+    });
+  }
+
+  #connectionOptions(url: URL): ConnectionOptions {
+    const secure = url.protocol === 'amqps:';
+    const o = this.#options;
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = url.port === '' ? (secure ? 5671 : 5672) : Number(url.port);
+    const base: Record<string, unknown> = {
+      host, port, hostname: host, container_id: o.gatewayId, reconnect: false, idle_time_out: 60_000,
+    };
+    if (secure) {
+      this.#tls = readTlsFiles(o.tls);
+      Object.assign(base, {
+        transport: 'tls', servername: o.tls?.servername ?? host, minVersion: 'TLSv1.2', rejectUnauthorized: true,
+        ...(this.#tls.ca ? { ca: this.#tls.ca } : {}), ...(this.#tls.cert ? { cert: this.#tls.cert } : {}), ...(this.#tls.key ? { key: this.#tls.key } : {}),
+      });
+    } else {
+      base.transport = 'tcp';
+    }
+    if (o.sasl === 'external') base.enable_sasl_external = true;
+    else if (o.sasl === 'plain') Object.assign(base, { username: o.username, password: o.password });
+    // ANONYMOUS: rhea offers it when given a user name without a password.
+    else base.username = 'anonymous';
+    return base as unknown as ConnectionOptions;
+  }
+
+  #failed(error: UpstreamError, log: Logger): void {
+    this.#recordError(error);
+    // The next URL, for failover; a single URL is simply tried again.
+    this.#urlIndex = (this.#urlIndex + 1) % this.#options.urls.length;
+    const delay = error.slow ? this.#backoff.capped() : this.#backoff.next();
+    log.error({ code: error.code, condition: error.condition, retryInMs: delay, err: error.message },
+      error.slow ? 'upstream refused us (credentials or certificates); retrying at the capped interval' : 'upstream connection failed; retrying');
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#connect();
+    }, delay);
+  }
+
+  #linkFailed(address: string, error: UpstreamError): void {
+    this.#recordError(error);
+    const timer = setTimeout(() => {
+      this.#linkTimers.delete(timer);
+      const link = this.#links.get(address);
+      if (!this.#stopping && this.#connected && this.#connection !== undefined && link !== undefined && !link.attached) {
+        link.attach(this.#connection);
+      }
+    }, this.#options.linkRetryMs ?? 5000);
+    this.#linkTimers.add(timer);
+  }
+
+  #recordError(error: UpstreamError): void {
+    this.#lastError = { code: error.code, message: error.message, ...(error.condition ? { condition: error.condition } : {}), at: Date.now() };
+    this.#emit();
+  }
+
+  #setConnected(connected: boolean): void {
+    if (this.#connected === connected) return;
+    this.#connected = connected;
+    this.#emit();
+  }
+
+  #emit(): void {
+    const state = this.state();
+    for (const listener of this.#listeners) listener(state);
+  }
+}
+
+function socketOf(connection: Connection | undefined): { destroy(): void } | undefined {
+  return (connection as unknown as { socket?: { destroy(): void } } | undefined)?.socket;
+}
+
+/** A URL for logs: never with credentials. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    return u.href.replace(/\/$/, '');
+  } catch {
+    return '(invalid url)';
+  }
+}

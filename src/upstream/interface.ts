@@ -1,0 +1,61 @@
+/**
+ * The upstream: where readings go (an AMQP 1.0 broker). The forwarder sends through links, one
+ * per target address, and only within the credit a link reports.
+ *
+ * Error rules
+ * - Every error is a GatewayError with a code (UPSTREAM_AUTH, UPSTREAM_TLS, UPSTREAM_CONNECTION,
+ *   UPSTREAM_REJECTED) and `retryable`. The upstream reconnects by itself (backoff with jitter,
+ *   capped; auth and TLS failures retry at the cap); it never throws to the forwarder for that.
+ * - Every message sent gets exactly one outcome: accepted, released, modified, rejected (with the
+ *   broker's condition and description), or `lost` when the link or connection went away before
+ *   the broker settled it. Lost messages were maybe delivered: send them again (same message id).
+ * - `send` on a link without credit throws (a bug in the caller, never a broker condition).
+ */
+export interface UpstreamMessage {
+  id: string;
+  topic: string;
+  payload: Buffer;
+  receivedAt: number;
+  priority: number;
+  /** Remaining time to live in ms, if any. */
+  ttlMs?: number;
+  /** Extra application properties of its route. */
+  properties?: Record<string, string | number | boolean>;
+}
+
+export type Outcome =
+  | { kind: 'accepted' }
+  | { kind: 'released' }
+  | { kind: 'modified'; deliveryFailed: boolean; undeliverableHere: boolean }
+  | { kind: 'rejected'; condition: string; description?: string }
+  | { kind: 'lost' };
+
+export interface UpstreamLink {
+  readonly address: string;
+  /** Transfers that may be handed to `send` now without exceeding the receiver's credit. */
+  credit(): number;
+  /** Sends one message; `onOutcome` is called exactly once. Presettled links report `accepted` at once. */
+  send(message: UpstreamMessage, onOutcome: (outcome: Outcome) => void): void;
+  /** Called when credit may have grown (a flow from the receiver, a link (re)attached). */
+  onCredit(listener: () => void): () => void;
+}
+
+export interface UpstreamState {
+  connected: boolean;
+  /** The URL connected to or being tried. */
+  url: string;
+  reconnects: number;
+  lastError?: { code: string; message: string; condition?: string; at: number };
+}
+
+export interface Upstream {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** The link for `address` (opened when first asked for, and again after every reconnect). */
+  link(address: string, mode: 'at-least-once' | 'at-most-once'): UpstreamLink;
+  state(): UpstreamState;
+  /** Called on connect and disconnect. */
+  onState(listener: (state: UpstreamState) => void): () => void;
+  /** Re-reads certificates and keys, and reconnects if they changed. */
+  reload(): Promise<void>;
+}
