@@ -6,7 +6,8 @@
  * Credit. rhea lowers `sender.credit` only when it writes a transfer, a tick after `send()`, and
  * `sendable()` also counts its session buffer; a loop on `sendable()` queues far beyond credit.
  * So the credit offered here is the link credit minus the transfers handed to rhea and not yet
- * written, which are exactly the session's pending deliveries (this link has the session alone).
+ * written, which are exactly the session's pending deliveries (this link has the session alone),
+ * and never more than the free places in the session's buffer.
  */
 import type { Connection, Delivery, EventContext, Sender } from 'rhea';
 import type { Logger } from '../../core/logger.js';
@@ -18,7 +19,8 @@ import { toAmqpMessage } from './message.js';
 interface OutgoingWindow {
   next_delivery_id: number;
   next_pending_delivery: number;
-  available(): boolean;
+  /** Free places in the session's buffer of unsettled deliveries (2048 in all). */
+  available(): number;
 }
 
 export type DeliveryMode = 'at-least-once' | 'at-most-once';
@@ -115,9 +117,9 @@ export class AmqpSenderLink implements UpstreamLink {
     const sender = this.#sender;
     if (sender === undefined || !sender.is_open()) return 0;
     const outgoing = (sender.session as unknown as { outgoing: OutgoingWindow }).outgoing;
-    if (!outgoing.available()) return 0;
     const unwritten = outgoing.next_delivery_id - outgoing.next_pending_delivery;
-    return Math.max(0, (sender as unknown as { credit: number }).credit - unwritten);
+    // RabbitMQ grants far more credit than rhea's buffer holds; lease only what can be handed over.
+    return Math.max(0, Math.min((sender as unknown as { credit: number }).credit - unwritten, outgoing.available()));
   }
 
   send(message: UpstreamMessage, onOutcome: (outcome: Outcome) => void): void {
@@ -143,6 +145,8 @@ export class AmqpSenderLink implements UpstreamLink {
     if (report === undefined) return;
     this.#unsettled.delete(delivery);
     report(outcome);
+    // A settled delivery frees room in rhea's session buffer: more may be sent now, flow or not.
+    this.#notify();
   }
 
   #notify(): void {
