@@ -10,6 +10,8 @@ import type { Config } from './config/schema.js';
 import { GatewayError, messageOf } from './core/errors.js';
 import { Gateway } from './gateway.js';
 import { DLQ_HELP, dlqCommand, DlqUsageError } from './cli/dlq.js';
+import { PASSWD_HELP, passwdCommand } from './cli/passwd.js';
+import { runDemo } from './demo/demo.js';
 
 const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
@@ -20,6 +22,11 @@ Usage:
                                        MQTT on 127.0.0.1:1883, spool in ./data, no upstream)
   uplink check-config --config FILE    validate FILE; print every error as "path: message"
   uplink dlq list|show|replay|purge    the dead-letter store ('uplink dlq --help')
+  uplink passwd [--user NAME]          print the hash of a device password, for mqtt.users
+                                       (or a "NAME:hash" line for mqtt.usersFile); reads the
+                                       password from stdin, or --password P
+  uplink demo [--quick]                the whole path on one machine: a simulated sensor, the
+                                       gateway, an AMQP receiver, an outage and the recovery
   uplink --help                        this text
   uplink --version                     the version
 
@@ -48,6 +55,27 @@ const COMMANDS: Record<string, Command> = {
       if (err instanceof GatewayError) return reportFailure(err);
       throw err;
     }
+  },
+  passwd: async (args) => {
+    if (args.includes('--help') || args.includes('-h')) {
+      process.stdout.write(PASSWD_HELP);
+      return 0;
+    }
+    try {
+      return await passwdCommand(args, (text) => process.stdout.write(text));
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'USAGE') throw new UsageError(err.message);
+      throw err;
+    }
+  },
+  demo: async (args) => {
+    let quick = false;
+    try {
+      quick = parseArgs({ args, options: { quick: { type: 'boolean' } }, strict: true }).values.quick === true;
+    } catch (err) {
+      throw new UsageError(`demo: ${messageOf(err)}`);
+    }
+    return runDemo({ phaseMs: quick ? 1500 : 5000, out: (line) => process.stdout.write(`${line}\n`) });
   },
   help: async () => { process.stdout.write(HELP); return 0; },
   version: async () => { process.stdout.write(`${VERSION}\n`); return 0; },
@@ -142,7 +170,7 @@ export async function main(argv: string[]): Promise<number> {
   const command = COMMANDS[first];
   try {
     if (command === undefined) throw new UsageError(`unknown command '${first}'`);
-    if (first !== 'dlq' && (rest.includes('--help') || rest.includes('-h'))) {
+    if (first !== 'dlq' && first !== 'passwd' && (rest.includes('--help') || rest.includes('-h'))) {
       process.stdout.write(HELP);
       return 0;
     }

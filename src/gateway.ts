@@ -10,6 +10,7 @@ import { OpsServer } from './ops/http-server.js';
 import { createLogger } from './ops/log.js';
 import { Readiness } from './ops/readiness.js';
 import { Forwarder, type RouteInfo } from './forward/forwarder.js';
+import { MqttIngest } from './ingest/mqtt/index.js';
 import { Router } from './route/router.js';
 import type { Spool } from './spool/interface.js';
 import { SqliteSpool } from './spool/sqlite/sqlite-spool.js';
@@ -31,6 +32,7 @@ export class Gateway {
   readonly router: Router;
   readonly upstream: AmqpUpstream | undefined;
   readonly forwarder: Forwarder | undefined;
+  readonly mqtt: MqttIngest;
   readonly #components: Component[];
   #started: Component[] = [];
 
@@ -56,11 +58,14 @@ export class Gateway {
       });
       this.upstream.onState((state) => this.#upstreamReadiness(state));
     }
+    this.mqtt = new MqttIngest({ config: config.mqtt, spool: this.spool, router: this.router, log: this.log.child({ component: 'mqtt' }) });
     this.#components = [
       { name: 'dataDir', start: () => prepareDataDir(config.dataDir), stop: async () => {} },
       wrap('spool', this.spool),
       ...(this.upstream === undefined ? [] : [wrap('upstream', this.upstream)]),
       ...(this.forwarder === undefined ? [] : [wrap('forward', this.forwarder)]),
+      // Devices are let in last, once there is somewhere to put their readings; and out first.
+      wrap('mqtt', this.mqtt),
       wrap('http', new OpsServer({ ...config.http, readiness: this.readiness, log: this.log.child({ component: 'http' }) })),
     ];
   }

@@ -70,6 +70,7 @@ export function parseConfig(text: string, options: ParseOptions): Config {
 
 /** Plain messages for the generic cases; the schema's own messages take precedence. */
 function messageFor(issue: z.core.$ZodRawIssue): string | undefined {
+  if (issue.code === 'invalid_union' && issue.input === undefined) return 'is required';
   if (issue.code === 'invalid_type') {
     if (issue.input === undefined) return 'is required';
     const got = issue.input === null ? 'null' : Array.isArray(issue.input) ? 'a list' : typeof issue.input;

@@ -110,7 +110,7 @@ export const MqttSchema = z.strictObject({
     .describe('who may publish and subscribe to what; unset: everyone may do everything; set: what no entry allows is denied'),
   maxPayload: size.default(256 * 1024).describe('largest publish payload accepted; a larger packet disconnects the client'),
   maxTopicLength: z.number().int().min(1).max(65535).default(256),
-  maxTopicLevels: z.number().int().min(1).max(1000).default(16),
+  maxTopicLevels: z.number().int().min(1).max(100, 'must be at most 100 (the embedded broker allows no more)').default(16),
   maxConnections: z.number().int().min(1).default(1000),
   maxInFlight: z.number().int().min(1).max(65535).default(64)
     .describe('QoS 1/2 publishes of one client waiting for the spool; more wait in the socket'),
@@ -146,7 +146,8 @@ export const TlsSchema = z.strictObject({
 const upstreamUrl = z.string().regex(/^amqps?:\/\//i, 'must use the amqp:// or amqps:// scheme');
 
 export const UpstreamSchema = z.strictObject({
-  url: z.union([upstreamUrl, z.array(upstreamUrl).min(1, 'must list at least one URL')])
+  url: z.union([upstreamUrl, z.array(upstreamUrl).min(1, 'must list at least one URL')],
+    { error: (issue) => (issue.input === undefined ? 'is required' : 'must be an amqp:// or amqps:// URL, or a list of them') })
     .describe('the AMQP 1.0 broker, amqp://host:port or amqps://host:port (TLS); or a list, tried in turn (failover)'),
   sasl: z.enum(['external', 'plain', 'anonymous'], { error: 'must be one of: external, plain, anonymous' })
     .default('external')

@@ -1,7 +1,21 @@
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 
 let lastMs = 0;
 let counter = 0;
+// Random bytes drawn 4 KiB at a time: one crypto call per 256 ids instead of one per id, which
+// was a quarter of the broker's CPU per QoS 1 publish.
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
+
+function random16(): Buffer {
+  if (poolOffset + 16 > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const bytes = Buffer.from(pool.subarray(poolOffset, poolOffset + 16));
+  poolOffset += 16;
+  return bytes;
+}
 
 /**
  * A new reading id: time-ordered (48-bit ms, then a counter, then random bits, in the layout of a
@@ -15,7 +29,7 @@ export function newReadingId(now = Date.now()): string {
     lastMs = now;
     counter = 0;
   }
-  const bytes = randomBytes(16);
+  const bytes = random16();
   bytes.writeUIntBE(lastMs, 0, 6);
   bytes[6] = 0x70 | (counter >> 8);
   bytes[7] = counter & 0xff;

@@ -24,7 +24,7 @@ describe('config', () => {
     assert.deepEqual(config.log, { level: 'info' });
     assert.deepEqual([config.mqtt.host, config.mqtt.port, config.mqtt.auth, config.mqtt.maxPayload], ['127.0.0.1', 1883, 'none', 262_144]);
     assert.equal(config.upstream, undefined);
-    assert.deepEqual(config.routes, [{ topic: '#', address: '/queue/telemetry', priority: 4 }]);
+    assert.deepEqual(config.routes, [{ topic: '#', address: '/queue/telemetry', delivery: 'at-least-once', priority: 4 }]);
     assert.deepEqual(config.spool, {
       durability: 'full', groupCommitMs: 0, maxBytes: 1024 ** 3, maxReadings: 10_000_000, policy: 'block', expired: 'drop',
       maxAttempts: 10, onCorrupt: 'fail',
@@ -49,7 +49,7 @@ describe('config', () => {
     assert.deepEqual(issuesOf('routes:\n  - topic: a\n    address: b\n    priorty: 1\n'),
       ["routes[0].priorty: unknown key (did you mean 'priority'?) @4"]);
     assert.deepEqual(issuesOf('routes:\n  - topic: a\n    address: b\n    colour: red\n'),
-      ['routes[0].colour: unknown key (allowed here: topic, address, priority, ttl) @4']);
+      ['routes[0].colour: unknown key (allowed here: topic, address, delivery, properties, priority, ttl) @4']);
   });
 
   test('YAML syntax errors and duplicate keys carry their line', () => {

@@ -149,14 +149,22 @@ export class SqliteSpool implements Spool {
       }
     }
     return this.#enqueue((settle) => {
-      const op: AppendOp = { kind: 'append', readings, bytes, ...settle, ...(options.signal ? { signal: options.signal } : {}) };
-      options.signal?.addEventListener('abort', () => {
+      const signal = options.signal;
+      if (signal === undefined) return { kind: 'append', readings, bytes, ...settle };
+      const onAbort = (): void => {
         const i = this.#queue.indexOf(op);
         if (i >= 0) {
           this.#queue.splice(i, 1);
           op.reject(new GatewayError('SPOOL_FULL', 'spool: append abandoned while waiting for room', { retryable: true }));
         }
-      }, { once: true });
+      };
+      // The listener goes when the append settles: a signal shared by many appends must not collect them.
+      const op: AppendOp = {
+        kind: 'append', readings, bytes, signal,
+        resolve: () => { signal.removeEventListener('abort', onAbort); settle.resolve(); },
+        reject: (err) => { signal.removeEventListener('abort', onAbort); settle.reject(err); },
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
       return op;
     });
   }

@@ -11,6 +11,7 @@ import { GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Upstream, UpstreamLink, UpstreamState } from '../interface.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
+import { abandon } from './abandon.js';
 import { AmqpSenderLink, type DeliveryMode } from './sender-link.js';
 import { readTlsFiles, sameMaterial, type TlsMaterial, type TlsPaths } from './tls-files.js';
 
@@ -75,14 +76,14 @@ export class AmqpUpstream implements Upstream {
     this.#connection = undefined;
     for (const link of this.#links.values()) link.detach();
     if (connection !== undefined && connection.is_open()) {
+      // Wait for the broker to close its end too; rhea clears its timers only then.
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 2000);
-        connection.once('connection_close', () => { clearTimeout(timer); resolve(); });
         connection.once('disconnected', () => { clearTimeout(timer); resolve(); });
         connection.close();
       });
     }
-    socketOf(connection)?.destroy();
+    if (connection !== undefined) abandon(connection);
     this.#setConnected(false);
   }
 
@@ -138,7 +139,7 @@ export class AmqpUpstream implements Upstream {
       const connection = this.#connection;
       connection.close();
       // If the broker does not answer the close, the socket goes anyway.
-      setTimeout(() => socketOf(connection)?.destroy(), 2000).unref();
+      setTimeout(() => abandon(connection), 2000).unref();
     } else {
       clearTimeout(this.#retryTimer);
       this.#retryTimer = undefined;
@@ -164,7 +165,7 @@ export class AmqpUpstream implements Upstream {
     let failure: UpstreamError | undefined;
     this.#connectTimer = setTimeout(() => {
       failure = translateAmqpError({ code: 'ETIMEDOUT', message: `not open after ${this.#options.connectTimeoutMs ?? 15_000} ms` }, 'connecting');
-      socketOf(connection)?.destroy();
+      abandon(connection);
     }, this.#options.connectTimeoutMs ?? 15_000);
 
     connection.on('connection_open', () => {
@@ -269,10 +270,6 @@ export class AmqpUpstream implements Upstream {
     const state = this.state();
     for (const listener of this.#listeners) listener(state);
   }
-}
-
-function socketOf(connection: Connection | undefined): { destroy(): void } | undefined {
-  return (connection as unknown as { socket?: { destroy(): void } } | undefined)?.socket;
 }
 
 /** A URL for logs: never with credentials. */
