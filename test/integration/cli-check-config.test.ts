@@ -1,24 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { makeTestPki, type TestPki } from '../peers/certs.js';
-import { CLI } from '../peers/gateway.js';
+import { runCli as uplink } from '../peers/gateway.js';
 
-const run = promisify(execFile);
 const EXAMPLE = new URL('../fixtures/design-example.yaml', import.meta.url);
-
-async function uplink(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('uplink check-config', () => {
   let pki: TestPki;

@@ -1,25 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { SqliteSpool } from '../../src/spool/sqlite/sqlite-spool.js';
-import { CLI, startGateway } from '../peers/gateway.js';
+import { runCli as uplink, startGateway } from '../peers/gateway.js';
 import { spoolOptions } from '../spool/options.js';
-
-const run = promisify(execFile);
-
-async function uplink(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('uplink dlq', () => {
   let dir: string;

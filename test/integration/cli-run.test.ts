@@ -1,21 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createServer } from 'node:net';
 import { describe, test } from 'node:test';
-import { promisify } from 'node:util';
-import { CLI, startGateway } from '../peers/gateway.js';
-
-const run = promisify(execFile);
-
-async function uplink(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { runCli as uplink, startGateway } from '../peers/gateway.js';
 
 describe('uplink run', () => {
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -135,6 +135,19 @@ describe('AMQP uplink against a Proton receiver', () => {
     assert.ok(pipe.lines.some((l) => l.code === 'UPSTREAM_CONNECTION' && String(l.url).includes(dead.split(':')[2]!)));
   });
 
+  test('at-most-once: readings go pre-settled and leave the spool at once', async () => {
+    const receiver = await peer({ credit: { mode: 'window', n: 10 } });
+    const pipe = await startPipeline({ url: receiver.url.replace('127.0.0.1', 'localhost'), pki, mode: 'at-most-once' });
+    pipes.push(pipe);
+    const sent = readings(50, '/queue/best-effort', 'b');
+    await pipe.spool.append(sent);
+    const transfers = await receiver.waitForTransfers(50, 20_000);
+    await until(() => pipe.spool.stats().depth === 0, 'the spool to empty');
+    assert.ok(transfers.every((t) => t.presettled), 'every transfer pre-settled');
+    assert.deepEqual(transfers.map((t) => t.message_id), sent.map((r) => r.id));
+    assert.equal(receiver.overCredit(), 0);
+  });
+
   test('a reading modified maxAttempts times is dead-lettered with the attempt count', async () => {
     const receiver = await peer({ credit: { mode: 'window', n: 5 }, outcomes: [{ outcome: 'modify', all: true }] });
     const pipe = await pipeline(receiver.url, 3);
