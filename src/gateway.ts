@@ -8,6 +8,7 @@ import { GatewayError } from './core/errors.js';
 import type { Logger } from './core/logger.js';
 import { OpsServer } from './ops/http-server.js';
 import { createLogger } from './ops/log.js';
+import { createMetrics } from './ops/metrics.js';
 import { Readiness } from './ops/readiness.js';
 import { Forwarder, type RouteInfo } from './forward/forwarder.js';
 import { MqttIngest } from './ingest/mqtt/index.js';
@@ -66,7 +67,7 @@ export class Gateway {
       ...(this.forwarder === undefined ? [] : [wrap('forward', this.forwarder)]),
       // Devices are let in last, once there is somewhere to put their readings; and out first.
       wrap('mqtt', this.mqtt),
-      wrap('http', new OpsServer({ ...config.http, readiness: this.readiness, log: this.log.child({ component: 'http' }) })),
+      wrap('http', new OpsServer({ ...config.http, readiness: this.readiness, metrics: this.#metrics(), log: this.log.child({ component: 'http' }) })),
     ];
   }
 
@@ -94,6 +95,21 @@ export class Gateway {
   /** SIGHUP: re-read what can be re-read safely (the certificates). */
   async reload(): Promise<void> {
     await this.upstream?.reload();
+  }
+
+  #metrics(): ReturnType<typeof createMetrics> {
+    return createMetrics({
+      spool: () => this.spool.stats(),
+      ingested: () => this.mqtt.stats().ingested,
+      rejected: () => this.mqtt.stats().rejected,
+      forwarded: () => this.forwarder?.stats().forwarded ?? {},
+      outcomes: () => this.forwarder?.stats().outcomes ?? {},
+      upstream: () => {
+        if (this.upstream === undefined) return undefined;
+        const state = this.upstream.state();
+        return { connected: state.connected, credit: this.upstream.credit(), reconnects: state.reconnects };
+      },
+    });
   }
 
   #routeInfo(address: string, topic?: string): RouteInfo {

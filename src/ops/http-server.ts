@@ -1,16 +1,19 @@
 /**
  * The operator's HTTP endpoints: GET /healthz (the process answers), GET /readyz (200 when every
- * readiness condition holds, else 503 with the reasons as JSON). Bound to loopback by default.
+ * readiness condition holds, else 503 with the reasons as JSON), GET /metrics (Prometheus text).
+ * Bound to loopback by default.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { Registry } from 'prom-client';
 import type { Readiness } from './readiness.js';
 
 export interface OpsServerOptions {
   host: string;
   port: number;
   readiness: Readiness;
+  metrics?: Registry;
   log: Logger;
 }
 
@@ -53,11 +56,20 @@ export class OpsServer {
       send(res, 405, { error: 'only GET' });
     } else if (path === '/healthz') {
       send(res, 200, { status: 'ok' });
+    } else if (path === '/metrics' && this.#options.metrics !== undefined) {
+      const registry = this.#options.metrics;
+      registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(text);
+      }, (err: unknown) => {
+        this.#options.log.error({ err }, 'metrics failed');
+        send(res, 500, { error: 'metrics failed' });
+      });
     } else if (path === '/readyz') {
       const snapshot = this.#options.readiness.snapshot();
       send(res, snapshot.ready ? 200 : 503, snapshot);
     } else {
-      send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz'] });
+      send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics'] });
     }
   }
 }

@@ -7,6 +7,7 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { makeTestPki, type TestPki } from '../peers/certs.js';
 import { startGateway } from '../peers/gateway.js';
+import mqtt from 'mqtt';
 import { startProtonReceiver } from '../peers/proton.js';
 
 let pki: TestPki;
@@ -26,7 +27,51 @@ async function until(condition: () => Promise<boolean>, what: string, ms = 20_00
   }
 }
 
+/** The samples of a Prometheus text exposition; throws on a line that is not valid. */
+function parseMetrics(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})?) (-?(?:\d+(?:\.\d+)?(?:e[+-]?\d+)?|NaN|\+Inf|-Inf))$/i.exec(line);
+    assert.ok(match, `not Prometheus text: ${line}`);
+    // Prometheus reads NaN and Inf in any case (Go ParseFloat); prom-client writes "Nan".
+    samples.set(match[1]!, Number(match[2]!.replace(/^nan$/i, "NaN")));
+  }
+  return samples;
+}
+
 describe('gateway with an upstream', () => {
+  test('/metrics is Prometheus text, and its counters move with traffic', async () => {
+    const receiver = await startProtonReceiver({ pki, credit: { mode: 'window', n: 10 } });
+    const gw = await startGateway({ config: {
+      upstream: { url: receiver.url.replace('127.0.0.1', 'localhost'), sasl: 'external', tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key } },
+      routes: [{ topic: 'sensor/#', address: '/queue/metrics' }],
+    } });
+    try {
+      const scrape = async (): Promise<Map<string, number>> => parseMetrics(await (await fetch(`http://127.0.0.1:${gw.httpPort}/metrics`)).text());
+      await until(async () => (await scrape()).get('uplink_upstream_connected') === 1, 'connected');
+      const before = await scrape();
+      assert.equal(before.get('uplink_spool_depth'), 0);
+      assert.ok((before.get('process_resident_memory_bytes') ?? 0) > 0, 'process metrics');
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`);
+      for (let i = 0; i < 7; i++) await client.publishAsync('sensor/a', `r${i}`, { qos: 1 });
+      await client.publishAsync('nowhere', 'x', { qos: 1 });
+      await client.endAsync();
+      await receiver.waitForTransfers(7);
+      await until(async () => (await scrape()).get('uplink_forwarded_total{address="/queue/metrics"}') === 7, 'forwarded 7');
+      const after = await scrape();
+      assert.equal(after.get('uplink_ingested_total{address="/queue/metrics"}'), 7);
+      assert.equal(after.get('uplink_ingest_rejected_total{reason="unrouted"}'), 1);
+      assert.equal(after.get('uplink_upstream_outcomes_total{outcome="accepted"}'), 7);
+      assert.equal(after.get('uplink_spool_depth'), 0);
+      assert.ok((after.get('uplink_spool_commits_total') ?? 0) > (before.get('uplink_spool_commits_total') ?? 0));
+      assert.ok((after.get('uplink_upstream_credit') ?? -1) >= 0);
+    } finally {
+      await receiver.stop();
+      assert.equal((await gw.stop()).code, 0);
+    }
+  });
+
   test('/readyz is 200 while connected, 503 with the reason when the upstream is gone', async () => {
     const receiver = await startProtonReceiver({ pki, credit: { mode: 'window', n: 10 } });
     const gw = await startGateway({ config: {

@@ -1,0 +1,67 @@
+/**
+ * Prometheus metrics. Nothing is counted twice: every value is read from the component that owns
+ * it (spool, ingest, forwarder, upstream) at scrape time, through `MetricsSource`.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+
+export interface MetricsSource {
+  spool(): {
+    depth: number; bytes: number; oldestAgeMs: number; inFlight: number; deadLettered: number; deadLetters: number;
+    dropped: Record<string, number>; commits: number; blocked: boolean;
+  };
+  /** Readings stored, by address. */
+  ingested(): Record<string, number>;
+  /** Readings refused at ingest, by reason. */
+  rejected(): Record<string, number>;
+  /** Readings accepted upstream, by address. */
+  forwarded(): Record<string, number>;
+  /** Outcomes from the upstream, by kind. */
+  outcomes(): Record<string, number>;
+  upstream(): { connected: boolean; credit: number; reconnects: number } | undefined;
+}
+
+export function createMetrics(input: MetricsSource): Registry {
+  // One scrape reads many spool figures; read the spool once per scrape, not once per figure.
+  let cached: { at: number; stats: ReturnType<MetricsSource['spool']> } | undefined;
+  const source: MetricsSource = {
+    ...input,
+    spool: () => {
+      if (cached === undefined || Date.now() - cached.at > 50) cached = { at: Date.now(), stats: input.spool() };
+      return cached.stats;
+    },
+  };
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const gauge = (name: string, help: string, read: () => number): void => {
+    new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+  };
+  const counter = (name: string, help: string, read: () => number): void => {
+    new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
+  };
+  const labelled = (name: string, help: string, label: string, read: () => Record<string, number>): void => {
+    new Counter({
+      name, help, labelNames: [label], registers: [registry],
+      collect() {
+        this.reset();
+        for (const [value, n] of Object.entries(read())) this.inc({ [label]: value }, n);
+      },
+    });
+  };
+  gauge('uplink_spool_depth', 'Readings in the spool (waiting or in flight).', () => source.spool().depth);
+  gauge('uplink_spool_bytes', 'Payload bytes in the spool.', () => source.spool().bytes);
+  gauge('uplink_spool_oldest_age_seconds', 'Age of the oldest reading in the spool.', () => source.spool().oldestAgeMs / 1000);
+  gauge('uplink_spool_in_flight', 'Readings sent and not yet settled by the upstream.', () => source.spool().inFlight);
+  gauge('uplink_spool_dead_letters', 'Readings in the dead-letter store.', () => source.spool().deadLetters);
+  gauge('uplink_spool_blocked', '1 while appends wait for room (spool full under block, or disk full).', () => (source.spool().blocked ? 1 : 0));
+  counter('uplink_spool_commits_total', 'Spool transactions committed.', () => source.spool().commits);
+  counter('uplink_dead_lettered_total', 'Readings moved to the dead-letter store.', () => source.spool().deadLettered);
+  labelled('uplink_dropped_total', 'Readings dropped by the spool, by reason (expired, evicted).', 'reason', () => source.spool().dropped);
+  labelled('uplink_ingested_total', 'Readings stored in the spool, by target address.', 'address', () => source.ingested());
+  labelled('uplink_ingest_rejected_total', 'Readings refused at ingest, by reason.', 'reason', () => source.rejected());
+  labelled('uplink_forwarded_total', 'Readings accepted by the upstream, by target address.', 'address', () => source.forwarded());
+  labelled('uplink_upstream_outcomes_total', 'Outcomes from the upstream, by kind.', 'outcome', () => source.outcomes());
+  gauge('uplink_upstream_connected', '1 while connected to the upstream.', () => (source.upstream()?.connected ? 1 : 0));
+  gauge('uplink_upstream_credit', 'Link credit the upstream grants now, over all links.', () => source.upstream()?.credit ?? 0);
+  counter('uplink_upstream_reconnects_total', 'Connections to the upstream made again after a loss.', () => source.upstream()?.reconnects ?? 0);
+  return registry;
+}
