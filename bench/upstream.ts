@@ -4,8 +4,9 @@
  *
  *   node --import tsx bench/upstream.ts [--count N]
  *
- * The raw sender sends the same messages (100-byte data sections, durable, message_id) as fast as
- * its credit allows and waits for every `accepted`. The gateway's pipeline starts with the backlog
+ * The raw sender sends the same messages (the gateway's own mapping: 100-byte data section,
+ * durable, message_id, subject, creation_time, priority, application properties) as fast as its
+ * credit allows, at most 2000 unsettled, and waits for every `accepted`. The gateway's pipeline starts with the backlog
  * already spooled and is timed until the spool is empty (every reading accepted and deleted).
  */
 import { readFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { makeTestPki, type TestPki } from '../test/peers/certs.js';
 import { startRabbitMq, type RabbitMqPeer } from '../test/peers/rabbitmq.js';
 import { startPipeline, until } from '../test/upstream/pipeline.js';
 import type { RoutedReading } from '../src/core/envelope.js';
+import { toAmqpMessage } from '../src/upstream/amqp/message.js';
 
 const countArg = process.argv.indexOf('--count');
 const COUNT = countArg > 0 ? Number(process.argv[countArg + 1]) : 100_000;
@@ -37,7 +39,8 @@ async function rawSender(broker: RabbitMqPeer, pki: TestPki, address: string, co
       // Same rule as the gateway: never more queued in rhea than the credit allows.
       // At most 2000 unsettled, like a careful sender: rhea's session buffer holds 2048.
       while (sent < count && sender.sendable() && sent - accepted < 2000) {
-        sender.send({ message_id: newReadingId(), durable: true, subject: 'bench', body: rhea.message.data_section(PAYLOAD) } as never);
+        // The very message the gateway sends (same mapping), so the broker does the same work for both.
+        sender.send(toAmqpMessage({ id: newReadingId(), topic: 'bench', payload: PAYLOAD, receivedAt: Date.now(), priority: 4 }, 'bench-gw') as never);
         sent += 1;
       }
     };

@@ -287,7 +287,12 @@ export class SqliteSpool implements Spool {
     const tally = { evicted: 0, deadLettered: 0 };
     const newTargets: Target[] = [];
     const requeue: number[] = [];
+    // Only appends are acknowledged to devices, so only they need the fsync. A settlement lost to a
+    // power cut merely sends a reading again (same message_id, at-least-once); skipping its fsync
+    // saves SD-card writes and keeps the disk free for the appends.
+    const relaxed = this.#options.durability === 'full' && !ops.some((op) => op.kind === 'append');
     try {
+      if (relaxed) db.pragma('synchronous = NORMAL');
       db.transaction(() => {
         const plan = this.#admit(db, ops, deltas, tally);
         committed = plan.admitted;
@@ -295,7 +300,9 @@ export class SqliteSpool implements Spool {
         for (const op of committed) this.#apply(db, op, deltas, appended, newTargets, requeue, tally);
         this.#writeDeltas(db, deltas);
       })();
+      if (relaxed) db.pragma('synchronous = FULL');
     } catch (err) {
+      if (relaxed) this.#restoreSynchronous(db);
       for (const target of newTargets) this.#forgetTarget(target);
       const error = translateSqliteError(err, 'committing');
       if (error.code === 'DISK_FULL') {
@@ -624,6 +631,8 @@ export class SqliteSpool implements Spool {
         for (const t of this.#targets.values()) if (t.depth > t.lease.inFlight.size) this.#emit(t.address);
       }
       this.#sweepExpired(db);
+      // Room may have come from elsewhere (expiry, a purge by `uplink dlq`): let waiting appends in.
+      if (this.#queue.length > 0) this.#scheduleFlush(0);
       const free = db.pragma('freelist_count', { simple: true }) as number;
       // Give freed pages back bit by bit: the file shrinks without one long, write-heavy VACUUM.
       if (free > 256) {
@@ -643,6 +652,14 @@ export class SqliteSpool implements Spool {
     const expired = rows.filter((row) => !this.#flight.has(row.seq) && !this.#settling.has(row.seq))
       .map((row) => toReading(row.address, row));
     if (expired.length > 0) this.#expire(db, expired);
+  }
+
+  #restoreSynchronous(db: Db): void {
+    try {
+      db.pragma('synchronous = FULL');
+    } catch (err) {
+      this.#log.error({ err: translateSqliteError(err, 'restoring synchronous=FULL').message }, 'spool: could not restore synchronous=FULL');
+    }
   }
 
   #countDeadLetters(count: number): void {
