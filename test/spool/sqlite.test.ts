@@ -133,7 +133,7 @@ describe('sqlite spool', () => {
     const dir = await mkdtemp(join(tmpdir(), 'uplink-schema-'));
     const db = openSpoolDatabase({ dataDir: dir, durability: 'full', onCorrupt: 'fail', log: memoryLogger().log });
     assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-    assert.equal(db.pragma('synchronous', { simple: true }), 2);
+    assert.equal(db.pragma('synchronous', { simple: true }), 2, 'tools that open the file (uplink dlq) commit with fsync');
     assert.equal(db.pragma('auto_vacuum', { simple: true }), 2);
     db.close();
   });

@@ -19,8 +19,9 @@ import type { Logger } from '../../core/logger.js';
 import type {
   DeadLetterReason, DeadLetterStore, DropReason, Spool, SpooledReading, SpoolStats,
 } from '../interface.js';
+import { closeSync, fsync, openSync } from 'node:fs';
 import type Database from 'better-sqlite3';
-import { openSpoolDatabase, type Db } from './database.js';
+import { openSpoolDatabase, spoolFile, type Db } from './database.js';
 import { insertDeadLetter, SqliteDeadLetterStore } from './dead-letters.js';
 import { translateSqliteError } from './errors.js';
 import { LeaseState, PRIORITIES } from './lease-state.js';
@@ -93,6 +94,9 @@ export class SqliteSpool implements Spool {
   #commits = 0;
   #deadLettered = 0;
   #deadLetterCount = 0;
+  #walFd: number | undefined;
+  /** fsyncs in flight: the file is not closed under them. */
+  readonly #syncing = new Set<Promise<void>>();
   readonly #dropped: Record<DropReason, number> = { expired: 0, evicted: 0 };
   readonly #listeners = new Set<(address: string) => void>();
 
@@ -109,6 +113,8 @@ export class SqliteSpool implements Spool {
 
   async start(): Promise<void> {
     const db = openSpoolDatabase({ ...this.#options, log: this.#log });
+    // See #durable: the fsync of each append's commit is ours, off the event loop.
+    if (this.#options.durability === 'full') db.pragma('synchronous = NORMAL');
     this.#db = db;
     this.#deadLetters = new SqliteDeadLetterStore(db);
     this.#loadTargets();
@@ -131,9 +137,13 @@ export class SqliteSpool implements Spool {
     this.#flush();
     for (const op of this.#queue) op.reject(new GatewayError('SPOOL_FULL', 'spool stopped before there was room', { retryable: true }));
     this.#queue = [];
+    // Appends still waiting for their fsync get it (and resolve) before the file closes.
+    await Promise.allSettled([...this.#syncing]);
     this.#db.close();
     this.#db = undefined;
     this.#statements.clear();
+    if (this.#walFd !== undefined) closeSync(this.#walFd);
+    this.#walFd = undefined;
   }
 
   append(readings: readonly RoutedReading[], options: { signal?: AbortSignal } = {}): Promise<void> {
@@ -287,12 +297,7 @@ export class SqliteSpool implements Spool {
     const tally = { evicted: 0, deadLettered: 0 };
     const newTargets: Target[] = [];
     const requeue: number[] = [];
-    // Only appends are acknowledged to devices, so only they need the fsync. A settlement lost to a
-    // power cut merely sends a reading again (same message_id, at-least-once); skipping its fsync
-    // saves SD-card writes and keeps the disk free for the appends.
-    const relaxed = this.#options.durability === 'full' && !ops.some((op) => op.kind === 'append');
     try {
-      if (relaxed) db.pragma('synchronous = NORMAL');
       db.transaction(() => {
         const plan = this.#admit(db, ops, deltas, tally);
         committed = plan.admitted;
@@ -300,9 +305,7 @@ export class SqliteSpool implements Spool {
         for (const op of committed) this.#apply(db, op, deltas, appended, newTargets, requeue, tally);
         this.#writeDeltas(db, deltas);
       })();
-      if (relaxed) db.pragma('synchronous = FULL');
     } catch (err) {
-      if (relaxed) this.#restoreSynchronous(db);
       for (const target of newTargets) this.#forgetTarget(target);
       const error = translateSqliteError(err, 'committing');
       if (error.code === 'DISK_FULL') {
@@ -334,13 +337,43 @@ export class SqliteSpool implements Spool {
       appended.add(flight.target);
     }
     for (const op of committed) {
-      if (op.kind !== 'append') {
-        for (const seq of op.seqs) this.#settling.delete(seq);
-      }
+      if (op.kind === 'append') continue;
+      for (const seq of op.seqs) this.#settling.delete(seq);
       op.resolve();
     }
     this.#markBlocked(waiting.some((op) => op.kind === 'append'));
-    for (const target of appended) this.#emit(target.address);
+    const appends = committed.filter((op) => op.kind === 'append');
+    if (appends.length === 0) {
+      for (const target of appended) this.#emit(target.address);
+      return;
+    }
+    // Appends resolve (and devices get their acknowledgement) only once the commit is on disk.
+    this.#durable().then(() => {
+      for (const op of appends) op.resolve();
+      for (const target of appended) this.#emit(target.address);
+    }, (err: unknown) => {
+      const error = translateSqliteError(err, 'syncing the journal');
+      this.#log.error({ err: error.message }, 'spool: fsync failed; the devices will send again');
+      for (const op of appends) op.reject(error);
+    });
+  }
+
+  /**
+   * Makes everything committed so far durable. With `durability: full`, SQLite commits without
+   * its own fsync (synchronous=NORMAL) and the WAL is fsynced here, on libuv's thread pool, so the
+   * event loop keeps serving devices during the fsync and the next group commit forms meanwhile.
+   * An fsync covers every commit written before it. Settlements need no fsync: losing one to a
+   * power cut only sends a reading again, with the same message_id.
+   */
+  #durable(): Promise<void> {
+    if (this.#options.durability !== 'full') return Promise.resolve();
+    if (this.#walFd === undefined) this.#walFd = openSync(`${spoolFile(this.#options.dataDir)}-wal`, 'r+');
+    const fd = this.#walFd;
+    const done = new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+    this.#syncing.add(done);
+    const forget = (): void => { this.#syncing.delete(done); };
+    done.then(forget, forget);
+    return done;
   }
 
   /**
@@ -652,14 +685,6 @@ export class SqliteSpool implements Spool {
     const expired = rows.filter((row) => !this.#flight.has(row.seq) && !this.#settling.has(row.seq))
       .map((row) => toReading(row.address, row));
     if (expired.length > 0) this.#expire(db, expired);
-  }
-
-  #restoreSynchronous(db: Db): void {
-    try {
-      db.pragma('synchronous = FULL');
-    } catch (err) {
-      this.#log.error({ err: translateSqliteError(err, 'restoring synchronous=FULL').message }, 'spool: could not restore synchronous=FULL');
-    }
   }
 
   #countDeadLetters(count: number): void {
