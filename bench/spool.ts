@@ -193,7 +193,7 @@ const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 async function main(): Promise<void> {
   const total = quick ? 5_000 : 50_000;
   console.log(`spool benchmark (${quick ? 'quick' : 'full'}), ${new Date().toISOString()}, node ${process.version}`);
-  console.log('\n1. appends/s, 100-byte readings, one batch in flight, synchronous=FULL (median of 3 alternating rounds)');
+  console.log('\n1. appends/s, 100-byte readings, one batch in flight, every commit fsynced (median of 3 alternating rounds)');
   console.log('batch     raw inserts/s   spool appends/s   ratio   bytes written/reading (raw, spool)');
   for (const batch of [1, 10, 100, 1000]) {
     const n = batch === 1 ? Math.min(total, 3000) : batch === 10 ? Math.min(total, 20_000) : total;
@@ -210,7 +210,7 @@ async function main(): Promise<void> {
   const group = await concurrentAppends(Math.min(total, 20_000), 64);
   console.log(`appends/s ${fmt(group.rate)}, readings per commit ${group.perCommit.toFixed(1)}, event-loop delay p99 ${group.p99DelayMs.toFixed(1)} ms`);
 
-  console.log('\n3. drain (lease 100 + ack), synchronous=FULL');
+  console.log('\n3. drain (lease 100 + ack), durability full');
   console.log(`readings/s ${fmt(await drain(total))}`);
 
   console.log('\n4. commits on the main thread or in a worker (raw inserts, event loop watched)');

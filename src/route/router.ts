@@ -28,12 +28,15 @@ export interface RouterOptions {
 }
 
 const PLACEHOLDER = /\{([1-9]\d*)\}/g;
+/** Topics whose route is remembered; past this the memory starts afresh. */
+const TOPIC_CACHE = 10_000;
 
 export class Router {
   readonly #routes: readonly Route[];
   readonly #defaultTtl: number | undefined;
   /** Per route: a pattern that matches the addresses the route can produce. */
   readonly #addressPatterns: RegExp[];
+  readonly #byTopic = new Map<string, Route | null>();
 
   constructor(options: RouterOptions) {
     this.#routes = options.routes;
@@ -44,7 +47,14 @@ export class Router {
 
   /** The route of `topic`, or undefined when none matches. */
   match(topic: string): Route | undefined {
-    return this.#routes.find((route) => topicMatches(route.topic, topic));
+    // Devices publish to the same few topics over and over: remember the answer per topic.
+    let found = this.#byTopic.get(topic);
+    if (found === undefined) {
+      if (this.#byTopic.size >= TOPIC_CACHE) this.#byTopic.clear();
+      found = this.#routes.find((route) => topicMatches(route.topic, topic)) ?? null;
+      this.#byTopic.set(topic, found);
+    }
+    return found ?? undefined;
   }
 
   /** The first route that can produce `address` (for readings spooled before a restart). */
@@ -58,12 +68,13 @@ export class Router {
     const route = this.match(envelope.topic);
     if (route === undefined) return undefined;
     const ttl = route.ttl ?? this.#defaultTtl;
-    return {
-      ...envelope,
-      address: resolveAddress(route.address, envelope.topic),
-      priority: route.priority,
-      ...(ttl === undefined ? {} : { expiresAt: envelope.receivedAt + ttl }),
+    // Built field by field: this runs for every reading, and spreads cost more than they look.
+    const reading: RoutedReading = {
+      id: envelope.id, topic: envelope.topic, payload: envelope.payload, receivedAt: envelope.receivedAt,
+      address: resolveAddress(route.address, envelope.topic), priority: route.priority,
     };
+    if (ttl !== undefined) reading.expiresAt = envelope.receivedAt + ttl;
+    return reading;
   }
 }
 
