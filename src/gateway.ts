@@ -12,6 +12,7 @@ import { createMetrics } from './ops/metrics.js';
 import { Readiness } from './ops/readiness.js';
 import { Forwarder, type RouteInfo } from './forward/forwarder.js';
 import { MqttIngest } from './ingest/mqtt/index.js';
+import { SerialIngest } from './ingest/serial/index.js';
 import { Router } from './route/router.js';
 import type { Spool } from './spool/interface.js';
 import { SqliteSpool } from './spool/sqlite/sqlite-spool.js';
@@ -34,6 +35,7 @@ export class Gateway {
   readonly upstream: AmqpUpstream | undefined;
   readonly forwarder: Forwarder | undefined;
   readonly mqtt: MqttIngest;
+  readonly serial: SerialIngest;
   readonly #components: Component[];
   #started: Component[] = [];
 
@@ -60,6 +62,7 @@ export class Gateway {
       this.upstream.onState((state) => this.#upstreamReadiness(state));
     }
     this.mqtt = new MqttIngest({ config: config.mqtt, spool: this.spool, router: this.router, log: this.log.child({ component: 'mqtt' }) });
+    this.serial = new SerialIngest({ ports: config.serial, spool: this.spool, router: this.router, log: this.log.child({ component: 'serial' }) });
     this.#components = [
       { name: 'dataDir', start: () => prepareDataDir(config.dataDir), stop: async () => {} },
       wrap('spool', this.spool),
@@ -67,6 +70,7 @@ export class Gateway {
       ...(this.forwarder === undefined ? [] : [wrap('forward', this.forwarder)]),
       // Devices are let in last, once there is somewhere to put their readings; and out first.
       wrap('mqtt', this.mqtt),
+      wrap('serial', this.serial),
       wrap('http', new OpsServer({ ...config.http, readiness: this.readiness, metrics: this.#metrics(), log: this.log.child({ component: 'http' }) })),
     ];
   }
@@ -100,8 +104,8 @@ export class Gateway {
   #metrics(): ReturnType<typeof createMetrics> {
     return createMetrics({
       spool: () => this.spool.stats(),
-      ingested: () => this.mqtt.stats().ingested,
-      rejected: () => this.mqtt.stats().rejected,
+      ingested: () => sumCounts(this.mqtt.stats().ingested, this.serial.stats().ingested),
+      rejected: () => sumCounts(this.mqtt.stats().rejected, this.serial.stats().rejected),
       forwarded: () => this.forwarder?.stats().forwarded ?? {},
       outcomes: () => this.forwarder?.stats().outcomes ?? {},
       upstream: () => {
@@ -133,6 +137,12 @@ export class Gateway {
       }
     }
   }
+}
+
+function sumCounts(...counts: Array<Record<string, number>>): Record<string, number> {
+  const sum: Record<string, number> = {};
+  for (const c of counts) for (const [k, v] of Object.entries(c)) sum[k] = (sum[k] ?? 0) + v;
+  return sum;
 }
 
 function wrap(name: string, component: { start(): Promise<void>; stop(): Promise<void> }): Component {

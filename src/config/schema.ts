@@ -8,6 +8,7 @@
  * of the config, so they cannot leak into logs or error messages.
  */
 import { z } from 'zod';
+import { SerialPortSchema } from './serial-schema.js';
 
 const port = z.number()
   .int('must be an integer port number')
@@ -170,6 +171,7 @@ export const ConfigSchema = z.strictObject({
       { error: 'must be one of: fatal, error, warn, info, debug, trace' }).default('info'),
   }).prefault({}),
   mqtt: MqttSchema.prefault({}).describe('the embedded MQTT broker that devices publish to'),
+  serial: z.array(SerialPortSchema).default([]).describe('serial lines read as devices; each frame becomes a reading'),
   spool: SpoolSchema.prefault({}),
   upstream: UpstreamSchema.optional()
     .describe('where readings go; when unset, readings wait in the spool'),

@@ -8,8 +8,10 @@
  *   full), the adapter holds the device back; it never acknowledges what is not stored.
  * - Bad input (malformed packets, oversized payloads, garbage on a line) is counted by reason and
  *   logged at a limited rate; it affects only the device that sent it.
- * - `start()` fails with a GatewayError when a listener or port cannot be opened (for example
- *   EADDRINUSE); errors after that are logged and do not stop the adapter.
+ * - `start()` fails with a GatewayError when a listener cannot be opened (for example
+ *   EADDRINUSE). A serial port that is missing at start is not an error: like one unplugged later,
+ *   it is retried with backoff, with a log line. Errors after start are logged and do not stop
+ *   the adapter.
  */
 export interface IngestStats {
   /** Readings appended to the spool, by route address. */

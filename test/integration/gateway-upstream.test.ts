@@ -7,7 +7,9 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { makeTestPki, type TestPki } from '../peers/certs.js';
 import { startGateway } from '../peers/gateway.js';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
+import { ptyPair, tempDir } from '../ingest/serial/helpers.js';
 import { startProtonReceiver } from '../peers/proton.js';
 
 let pki: TestPki;
@@ -67,6 +69,27 @@ describe('gateway with an upstream', () => {
       assert.ok((after.get('uplink_spool_commits_total') ?? 0) > (before.get('uplink_spool_commits_total') ?? 0));
       assert.ok((after.get('uplink_upstream_credit') ?? -1) >= 0);
     } finally {
+      await receiver.stop();
+      assert.equal((await gw.stop()).code, 0);
+    }
+  });
+
+  test('serial lines configured in uplink.yaml flow through the gateway process to the upstream', async () => {
+    const receiver = await startProtonReceiver({ pki, credit: { mode: 'window', n: 10 } });
+    const device = join(await tempDir(), 'ttyLINE1');
+    const pty = await ptyPair(device);
+    const gw = await startGateway({ config: {
+      upstream: { url: receiver.url.replace('127.0.0.1', 'localhost'), sasl: 'external', tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key } },
+      serial: [{ name: 'line1', path: device, baudRate: 115200, decode: 'json', topic: 'sensor/{port}/{metric}' }],
+      routes: [{ topic: 'sensor/#', address: '/queue/serial' }],
+    } });
+    try {
+      for (let i = 0; i < 20; i++) await pty.write(`{"metric":"temp","value":${i}}\n`);
+      const transfers = await receiver.waitForTransfers(20, 20_000);
+      assert.equal(transfers.length, 20);
+      assert.ok(transfers.every((t) => t.address === '/queue/serial'));
+    } finally {
+      await pty.kill();
       await receiver.stop();
       assert.equal((await gw.stop()).code, 0);
     }

@@ -1,0 +1,297 @@
+/**
+ * Serial ingest: one reader per configured port (serialport), each
+ *
+ *   bytes → framer (line, regex, length, inter-byte timeout; maxFrame) → decode (raw, text, json,
+ *   csv) → reading {id, topic from the template, payload, receivedAt} → router.route()
+ *   → spool.append() committed
+ *
+ * A line is read as delivered once committed: while an append is pending the port is paused, so
+ * the OS buffer and flow control (rtscts / xonxoff) hold the device back under `spool.policy:
+ * block`; the readings of one port are appended in order. Bad input (too long, not UTF-8, not
+ * JSON, wrong CSV column count, a topic template that cannot be filled, no route) is counted in
+ * `rejected` by reason and logged at a limited rate; the port keeps going.
+ *
+ * Hot-plug: a port that is missing at start, closes, errors, or whose device path disappears or
+ * points elsewhere (checked every `watchMs`: removing a USB adapter or a pty gives no close event
+ * on some systems) is closed and reopened with exponential backoff, logged, without affecting the
+ * other ports. `start()` does not fail for a missing device: it is reopened like an unplugged one.
+ */
+import { realpath } from 'node:fs/promises';
+import { SerialPort } from 'serialport';
+import { Backoff } from '../../core/backoff.js';
+import type { RoutedReading } from '../../core/envelope.js';
+import { GatewayError, isGatewayError, messageOf } from '../../core/errors.js';
+import { newReadingId } from '../../core/ids.js';
+import type { Logger } from '../../core/logger.js';
+import type { Router } from '../../route/router.js';
+import type { Spool } from '../../spool/interface.js';
+import type { IngestAdapter, IngestStats } from '../interface.js';
+import type { SerialPortConfig } from './config.js';
+import { decodeFrame, fillTopic } from './decode.js';
+import { createFramer, type Framer } from './framing.js';
+import { LimitedLog } from './limited-log.js';
+
+export interface SerialIngestOptions {
+  ports: readonly SerialPortConfig[];
+  spool: Pick<Spool, 'append'>;
+  router: Router;
+  log: Logger;
+  now?: () => number;
+  /** Reopen backoff (default base 500 ms, cap 10 s). */
+  reopen?: { baseMs: number; capMs: number };
+  /** How often an open port's device path is checked (default 1000 ms). */
+  watchMs?: number;
+}
+
+export interface SerialIngestStats extends IngestStats {
+  /** Per port name: open or not, and how often it was (re)opened. */
+  ports: Record<string, { open: boolean; opens: number }>;
+}
+
+interface Shared {
+  spool: Pick<Spool, 'append'>;
+  router: Router;
+  log: Logger;
+  limited: LimitedLog;
+  now: () => number;
+  ingested: Record<string, number>;
+  rejected: Record<string, number>;
+  reopen: { baseMs: number; capMs: number };
+  watchMs: number;
+}
+
+function count(record: Record<string, number>, key: string, n = 1): void {
+  record[key] = (record[key] ?? 0) + n;
+}
+
+/** Readings per spool.append: a burst is committed in a few transactions, never one huge one. */
+const MAX_BATCH = 512;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+class PortReader {
+  readonly config: SerialPortConfig;
+  readonly #shared: Shared;
+  readonly #log: Logger;
+  readonly #framer: Framer;
+  readonly #backoff: Backoff;
+  readonly #abort = new AbortController();
+  #port: SerialPort | undefined;
+  #realPath: string | undefined;
+  #queue: RoutedReading[] = [];
+  #draining: Promise<void> | undefined;
+  #reopenTimer: NodeJS.Timeout | undefined;
+  #watchTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  /** Readings per append: bounded, and halved when the spool says a batch can never fit. */
+  #batchLimit = MAX_BATCH;
+  opens = 0;
+
+  constructor(config: SerialPortConfig, shared: Shared) {
+    this.config = config;
+    this.#shared = shared;
+    this.#log = shared.log.child({ port: config.name, path: config.path });
+    this.#backoff = new Backoff(shared.reopen);
+    this.#framer = createFramer(config.framing, config.maxFrame, {
+      onFrame: (frame) => this.#onFrame(frame),
+      onTooLong: (bytes) => this.#reject('too_long', { bytes, maxFrame: config.maxFrame }, 'serial frame dropped: longer than maxFrame'),
+    });
+  }
+
+  get open(): boolean {
+    return this.#port?.isOpen === true;
+  }
+
+  /** One attempt to open; on failure a reopen is scheduled. */
+  async openOnce(): Promise<void> {
+    if (this.#stopped) return;
+    const config = this.config;
+    const port = new SerialPort({
+      path: config.path, baudRate: config.baudRate, dataBits: config.dataBits, parity: config.parity, stopBits: config.stopBits,
+      rtscts: config.flowControl === 'rtscts', xon: config.flowControl === 'xonxoff', xoff: config.flowControl === 'xonxoff',
+      autoOpen: false,
+    });
+    port.on('error', (err) => this.#gone(port, `error: ${err.message}`));
+    try {
+      await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
+      this.#realPath = await realpath(config.path);
+    } catch (err) {
+      if (port.isOpen) port.close(() => { /* closing a port we give up on */ });
+      this.#scheduleReopen(messageOf(err));
+      return;
+    }
+    if (this.#stopped) {
+      port.close(() => { /* stopped while opening */ });
+      return;
+    }
+    this.#port = port;
+    this.opens += 1;
+    this.#backoff.reset();
+    this.#framer.reset();
+    port.on('close', () => this.#gone(port, 'closed'));
+    port.on('data', (chunk: Buffer) => this.#onData(chunk));
+    if (this.#draining !== undefined) port.pause();
+    this.#watchTimer = setInterval(() => this.#watch(port), this.#shared.watchMs);
+    this.#watchTimer.unref();
+    this.#log.info({ baudRate: config.baudRate, framing: config.framing.mode, decode: config.decode }, 'serial port open');
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#reopenTimer);
+    clearInterval(this.#watchTimer);
+    this.#framer.close();
+    this.#abort.abort(new GatewayError('IO', 'serial ingest stopped'));
+    const port = this.#port;
+    this.#port = undefined;
+    if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
+    await this.#draining;
+  }
+
+  #watch(port: SerialPort): void {
+    realpath(this.config.path).then((now) => {
+      if (now !== this.#realPath) this.#gone(port, `the device path now leads to ${now}`);
+    }, (err: unknown) => this.#gone(port, `the device path is gone (${(err as { code?: string }).code ?? messageOf(err)})`));
+  }
+
+  /** The port is unusable (closed, failed, unplugged): close it and reopen it later. */
+  #gone(port: SerialPort, why: string): void {
+    if (port !== this.#port || this.#stopped) return;
+    this.#port = undefined;
+    clearInterval(this.#watchTimer);
+    port.removeAllListeners('data');
+    port.removeAllListeners('close');
+    if (port.isOpen) port.close(() => { /* it is gone either way */ });
+    // Bytes of a frame cut off by the unplug would corrupt the first frame after it.
+    this.#framer.reset();
+    this.#scheduleReopen(why);
+  }
+
+  #scheduleReopen(why: string): void {
+    if (this.#stopped) return;
+    const delay = Math.max(50, this.#backoff.next());
+    const fields = { reason: why, retryInMs: delay, attempt: this.#backoff.attempts };
+    if (this.#backoff.attempts === 1) this.#log.warn(fields, 'serial port unavailable; reopening with backoff');
+    else this.#log.debug(fields, 'serial port still unavailable');
+    this.#reopenTimer = setTimeout(() => void this.openOnce(), delay);
+    this.#reopenTimer.unref();
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#framer.push(chunk);
+    this.#kick();
+  }
+
+  #onFrame(frame: Buffer): void {
+    const config = this.config;
+    const decoded = decodeFrame(frame, config.decode, config.columns);
+    if (!decoded.ok) {
+      this.#reject(decoded.reason, { detail: decoded.detail, bytes: frame.length }, `serial frame dropped: ${decoded.reason.replace('_', ' ')}`);
+      return;
+    }
+    const topic = fillTopic(config.topic, decoded.fields, config.name);
+    if (topic === undefined) {
+      this.#reject('no_topic', { template: config.topic }, 'serial frame dropped: its topic template cannot be filled from it');
+      return;
+    }
+    const receivedAt = this.#shared.now();
+    const reading = this.#shared.router.route({ id: newReadingId(receivedAt), topic, payload: decoded.payload, receivedAt });
+    if (reading === undefined) {
+      this.#reject('unrouted', { topic }, 'serial reading dropped: no route matches its topic');
+      return;
+    }
+    this.#queue.push(reading);
+    // Frames from the inter-byte timer arrive outside a 'data' event.
+    if (config.framing.mode === 'timeout') this.#kick();
+  }
+
+  #reject(reason: string, fields: Record<string, unknown>, message: string): void {
+    count(this.#shared.rejected, reason);
+    this.#shared.limited.warn(`${this.config.name}:${reason}`, { port: this.config.name, reason, ...fields }, message);
+  }
+
+  #kick(): void {
+    if (this.#draining !== undefined || this.#queue.length === 0) return;
+    this.#port?.pause();
+    this.#draining = this.#drain().finally(() => {
+      this.#draining = undefined;
+      if (!this.#stopped) this.#port?.resume();
+    });
+  }
+
+  /** Appends what is queued, in order, one batch at a time; the port stays paused meanwhile. */
+  async #drain(): Promise<void> {
+    const shared = this.#shared;
+    while (this.#queue.length > 0 && !this.#stopped) {
+      const batch = this.#queue.splice(0, this.#batchLimit);
+      for (;;) {
+        try {
+          await shared.spool.append(batch, { signal: this.#abort.signal });
+          for (const reading of batch) count(shared.ingested, reading.address);
+          break;
+        } catch (err) {
+          if (this.#stopped) return;
+          if (isGatewayError(err) && err.code === 'PAYLOAD_TOO_LARGE' && batch.length > 1) {
+            // More than the whole spool may hold at once: smaller batches from now on.
+            this.#batchLimit = Math.max(1, Math.floor(batch.length / 2));
+            this.#queue.unshift(...batch);
+            break;
+          }
+          if (isGatewayError(err) && err.retryable) {
+            // Not stored yet: keep the port paused (the device is held back) and try again.
+            shared.limited.warn(`${this.config.name}:spool_retry`, { port: this.config.name, err: err.message }, 'serial: spool append failed; retrying');
+            await sleep(200);
+            continue;
+          }
+          count(shared.rejected, 'spool_error', batch.length);
+          shared.log.error({ port: this.config.name, err: messageOf(err), readings: batch.length }, 'serial: readings could not be stored');
+          break;
+        }
+      }
+    }
+  }
+}
+
+export class SerialIngest implements IngestAdapter {
+  readonly name = 'serial';
+  readonly #shared: Shared;
+  readonly #configs: readonly SerialPortConfig[];
+  #readers: PortReader[] = [];
+
+  constructor(options: SerialIngestOptions) {
+    this.#configs = options.ports;
+    this.#shared = {
+      spool: options.spool, router: options.router, log: options.log, now: options.now ?? Date.now,
+      limited: new LimitedLog(options.log, options.now ? { now: options.now } : {}),
+      ingested: {}, rejected: {}, reopen: options.reopen ?? { baseMs: 500, capMs: 10_000 }, watchMs: options.watchMs ?? 1000,
+    };
+  }
+
+  async start(): Promise<void> {
+    if (this.#readers.length > 0) throw new GatewayError('INTERNAL', 'serial ingest started twice');
+    const names = new Set<string>();
+    for (const config of this.#configs) {
+      if (names.has(config.name)) throw new GatewayError('CONFIG_INVALID', `serial: two ports are named ${config.name}`);
+      names.add(config.name);
+    }
+    this.#readers = this.#configs.map((config) => new PortReader(config, this.#shared));
+    await Promise.all(this.#readers.map((reader) => reader.openOnce()));
+  }
+
+  async stop(): Promise<void> {
+    const readers = this.#readers;
+    this.#readers = [];
+    await Promise.all(readers.map((reader) => reader.stop()));
+  }
+
+  stats(): SerialIngestStats {
+    const ports: SerialIngestStats['ports'] = {};
+    for (const reader of this.#readers) ports[reader.config.name] = { open: reader.open, opens: reader.opens };
+    return {
+      ingested: { ...this.#shared.ingested },
+      rejected: { ...this.#shared.rejected },
+      connections: this.#readers.filter((reader) => reader.open).length,
+      ports,
+    };
+  }
+}
