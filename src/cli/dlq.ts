@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import { isUtf8 } from 'node:buffer';
 import type { Config } from '../config/schema.js';
 import { GatewayError } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
+import { silentLogger } from '../core/logger.js';
 import type { DeadLetter } from '../spool/interface.js';
 import { openSpoolDatabase, spoolFile } from '../spool/sqlite/database.js';
 import { SqliteDeadLetterStore } from '../spool/sqlite/dead-letters.js';
@@ -30,11 +30,6 @@ const OPTIONS = {
   json: { type: 'boolean' },
   all: { type: 'boolean' },
 } as const;
-
-const quietLog: Logger = {
-  fatal: () => {}, error: () => {}, warn: () => {}, info: () => {}, debug: () => {}, trace: () => {},
-  child: () => quietLog,
-};
 
 export async function dlqCommand(args: string[], loadConfig: (file: string | undefined) => Promise<Config>,
   out: (text: string) => void): Promise<number> {
@@ -63,7 +58,7 @@ export async function dlqCommand(args: string[], loadConfig: (file: string | und
   if (!existsSync(spoolFile(config.dataDir))) {
     throw new GatewayError('IO', `no spool at ${spoolFile(config.dataDir)} (dataDir ${config.dataDir}); has the gateway run with this config?`);
   }
-  const db = openSpoolDatabase({ dataDir: config.dataDir, durability: config.spool.durability, onCorrupt: 'fail', log: quietLog, readonly });
+  const db = openSpoolDatabase({ dataDir: config.dataDir, durability: config.spool.durability, onCorrupt: 'fail', log: silentLogger, readonly });
   try {
     const store = new SqliteDeadLetterStore(db);
     switch (action) {

@@ -18,3 +18,9 @@ export interface Logger {
   /** A logger whose lines all carry `fields`, e.g. `{ component: 'upstream', url }`. */
   child(fields: Record<string, unknown>): Logger;
 }
+
+/** A logger that writes nothing: for tools whose output is their own (uplink dlq, uplink demo). */
+export const silentLogger: Logger = {
+  fatal: () => {}, error: () => {}, warn: () => {}, info: () => {}, debug: () => {}, trace: () => {},
+  child: () => silentLogger,
+};

@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../config/load.js';
-import type { Logger } from '../core/logger.js';
+import { silentLogger } from '../core/logger.js';
 import { Gateway } from '../gateway.js';
 import { DemoReceiver } from '../upstream/amqp/demo-receiver.js';
 import { SimulatedSensor } from './sensor.js';
@@ -20,8 +20,6 @@ export interface DemoOptions {
   phaseMs: number;
   out: (line: string) => void;
 }
-
-const quiet: Logger = { fatal: () => {}, error: () => {}, warn: () => {}, info: () => {}, debug: () => {}, trace: () => {}, child: () => quiet };
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -48,7 +46,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     `upstream: { url: "amqp://127.0.0.1:${receiver.port}", sasl: anonymous }`,
     'routes: [{ topic: "sensor/#", address: /queue/telemetry }]',
   ].join('\n'), { source: 'demo', baseDir: dir });
-  const gateway = new Gateway(config, quiet);
+  const gateway = new Gateway(config, silentLogger);
   const sensor = new SimulatedSensor({ url: `mqtt://127.0.0.1:${mqttPort}`, topic: 'sensor/line1/temperature', intervalMs: 100 });
   out(`uplink demo: sensor --MQTT--> gateway (spool in ${dir}) --AMQP 1.0--> receiver on 127.0.0.1:${receiver.port}`);
   const started = Date.now();

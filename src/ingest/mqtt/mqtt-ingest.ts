@@ -47,7 +47,7 @@ import { FrameGuard, type FrameProblem } from './frame-guard.js';
 import { GuardedConnection, type ConnectionInfo } from './guarded-connection.js';
 import { Listeners, type BoundListener } from './listeners.js';
 import { PublishPipeline, type PipelineJob } from './publish-pipeline.js';
-import { RateLimitedLog } from './rate-limited-log.js';
+import { RateLimitedLog } from '../../core/rate-limited-log.js';
 import { topicProblem } from './topic-limits.js';
 
 export interface MqttIngestOptions {

@@ -29,7 +29,7 @@ import type { IngestAdapter, IngestStats } from '../interface.js';
 import type { SerialPortConfig } from './config.js';
 import { decodeFrame, fillTopic } from './decode.js';
 import { createFramer, type Framer } from './framing.js';
-import { LimitedLog } from './limited-log.js';
+import { RateLimitedLog } from '../../core/rate-limited-log.js';
 
 export interface SerialIngestOptions {
   ports: readonly SerialPortConfig[];
@@ -52,7 +52,7 @@ interface Shared {
   spool: Pick<Spool, 'append'>;
   router: Router;
   log: Logger;
-  limited: LimitedLog;
+  limited: RateLimitedLog;
   now: () => number;
   ingested: Record<string, number>;
   rejected: Record<string, number>;
@@ -207,7 +207,7 @@ class PortReader {
 
   #reject(reason: string, fields: Record<string, unknown>, message: string): void {
     count(this.#shared.rejected, reason);
-    this.#shared.limited.warn(`${this.config.name}:${reason}`, { port: this.config.name, reason, ...fields }, message);
+    this.#shared.limited.write('warn', `${this.config.name}:${reason}`, { port: this.config.name, reason, ...fields }, message);
   }
 
   #kick(): void {
@@ -239,7 +239,7 @@ class PortReader {
           }
           if (isGatewayError(err) && err.retryable) {
             // Not stored yet: keep the port paused (the device is held back) and try again.
-            shared.limited.warn(`${this.config.name}:spool_retry`, { port: this.config.name, err: err.message }, 'serial: spool append failed; retrying');
+            shared.limited.write('warn', `${this.config.name}:spool_retry`, { port: this.config.name, err: err.message }, 'serial: spool append failed; retrying');
             await sleep(200);
             continue;
           }
@@ -262,7 +262,7 @@ export class SerialIngest implements IngestAdapter {
     this.#configs = options.ports;
     this.#shared = {
       spool: options.spool, router: options.router, log: options.log, now: options.now ?? Date.now,
-      limited: new LimitedLog(options.log, options.now ? { now: options.now } : {}),
+      limited: new RateLimitedLog(options.log, options.now ? { now: options.now } : {}),
       ingested: {}, rejected: {}, reopen: options.reopen ?? { baseMs: 500, capMs: 10_000 }, watchMs: options.watchMs ?? 1000,
     };
   }

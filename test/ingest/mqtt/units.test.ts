@@ -5,7 +5,7 @@ import type { RoutedReading } from '../../../src/core/envelope.js';
 import { Acl, filterCovers, substitute } from '../../../src/ingest/mqtt/acl.js';
 import { FrameGuard } from '../../../src/ingest/mqtt/frame-guard.js';
 import { PublishPipeline } from '../../../src/ingest/mqtt/publish-pipeline.js';
-import { RateLimitedLog } from '../../../src/ingest/mqtt/rate-limited-log.js';
+import { RateLimitedLog } from '../../../src/core/rate-limited-log.js';
 import { memoryLogger } from '../../peers/memory-log.js';
 import { connectPacket, publishHeader, publishPacket, sleep } from './helpers.js';
 

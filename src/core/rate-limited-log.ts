@@ -4,7 +4,7 @@
  * (`suppressed: n`), so a device that floods garbage cannot flood the journal, and nothing goes
  * unmentioned. The counters in stats() stay exact either way.
  */
-import type { Logger } from '../../core/logger.js';
+import type { Logger } from './logger.js';
 
 type Level = 'error' | 'warn' | 'info' | 'debug';
 
