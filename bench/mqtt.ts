@@ -1,7 +1,8 @@
 /**
  * MQTT ingest benchmark (not a test: nothing here asserts a time).
  *
- *   node --import tsx bench/mqtt.ts [--quick] [--seconds N] [--group-commit-ms N]
+ *   node --import tsx bench/mqtt.ts [--quick] [--seconds N] [--group-commit-ms N] [--durability full|normal]
+ *                                  [--only raw|gateway]
  *
  * QoS 1 publishes/s with 4 publishers (mqtt.js), 64 publishes in flight each, 100-byte payloads:
  * - raw: a bare aedes broker (in-memory persistence, TCP_NODELAY, no auth, no spool);
@@ -127,9 +128,17 @@ const groupArg = process.argv.indexOf('--group-commit-ms');
 /** spool.groupCommitMs for the gateway run: 0 (the default) unless --group-commit-ms N. */
 const GROUP_COMMIT_MS = groupArg > 0 ? Number(process.argv[groupArg + 1]) : 0;
 
+const durabilityArg = process.argv.indexOf('--durability');
+/** spool.durability for the gateway run: full (every commit fsynced, the default) unless --durability normal. */
+const DURABILITY = durabilityArg > 0 && process.argv[durabilityArg + 1] === 'normal' ? 'normal' : 'full';
+
+const onlyArg = process.argv.indexOf('--only');
+/** --only raw|gateway: one side alone (for a profile), no ratio. */
+const ONLY = onlyArg > 0 ? process.argv[onlyArg + 1] : undefined;
+
 async function gateway(): Promise<Running> {
   const dir = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'uplink-bench-mqtt-'));
-  const spool = new SqliteSpool(spoolOptions(dir, { durability: 'full', groupCommitMs: GROUP_COMMIT_MS }));
+  const spool = new SqliteSpool(spoolOptions(dir, { durability: DURABILITY, groupCommitMs: GROUP_COMMIT_MS }));
   await spool.start();
   const ingest = new MqttIngest({
     config: { ...MqttSchema.parse({}), port: 0 },
@@ -175,13 +184,14 @@ async function main(): Promise<void> {
   const seconds = secondsArg > 0 ? Number(process.argv[secondsArg + 1]) : quick ? 2 : 5;
   const warmupS = quick ? 0.5 : 1;
   console.log(`MQTT QoS 1: ${PUBLISHERS} publishers x ${IN_FLIGHT} in flight, ${PAYLOAD_BYTES}-byte payloads, ${seconds} s a run `
-    + `(after ${warmupS} s warm-up), spool durability full, groupCommitMs ${GROUP_COMMIT_MS}, node ${process.version}`);
+    + `(after ${warmupS} s warm-up), spool durability ${DURABILITY}, groupCommitMs ${GROUP_COMMIT_MS}, node ${process.version}`);
   const raw: PublisherResult[] = [];
   const gw: PublisherResult[] = [];
   for (let round = 0; round < 2; round++) {
-    raw.push(await measure('raw', rawAedes, warmupS, seconds));
-    gw.push(await measure('gateway', gateway, warmupS, seconds));
+    if (ONLY !== 'gateway') raw.push(await measure('raw', rawAedes, warmupS, seconds));
+    if (ONLY !== 'raw') gw.push(await measure('gateway', gateway, warmupS, seconds));
   }
+  if (ONLY !== undefined) return;
   const best = (runs: PublisherResult[]): PublisherResult => runs.reduce((a, b) => (b.acked / b.seconds > a.acked / a.seconds ? b : a));
   const r = best(raw);
   const g = best(gw);

@@ -38,6 +38,9 @@ export class Forwarder {
   readonly #again = new Set<string>();
   readonly #unsubscribe: Array<() => void> = [];
   #running = false;
+  /** Follows the upstream's state events: state() builds a whole object, too much for every pump. */
+  #connected = false;
+  #acks: number[] = [];
   readonly #stats: ForwardStats = { forwarded: {}, outcomes: { accepted: 0, released: 0, modified: 0, rejected: 0, lost: 0 } };
 
   constructor(options: ForwarderOptions) {
@@ -50,7 +53,9 @@ export class Forwarder {
     this.#running = true;
     const { spool, upstream } = this.#options;
     this.#unsubscribe.push(spool.onAvailable((address) => this.#pump(address)));
+    this.#connected = upstream.state().connected;
     this.#unsubscribe.push(upstream.onState((state) => {
+      this.#connected = state.connected;
       if (state.connected) this.#pumpAll();
       // Unsettled readings were reported lost one by one; this also catches any lease not yet sent.
       else spool.releaseAll();
@@ -73,7 +78,7 @@ export class Forwarder {
 
   /** Sends from the spool to `address` while its link has credit; one pump per address at a time. */
   #pump(address: string): void {
-    if (!this.#running || !this.#options.upstream.state().connected) return;
+    if (!this.#running || !this.#connected) return;
     if (this.#pumping.has(address)) {
       this.#again.add(address);
       return;
@@ -97,7 +102,11 @@ export class Forwarder {
       const credit = link.credit();
       if (credit <= 0 || !this.#running) return;
       const readings = await this.#options.spool.lease(address, credit);
-      if (readings.length === 0) return;
+      if (readings.length === 0) {
+        // Nothing more for this address now: a receiver that asked to drain gets its credit back.
+        link.idle();
+        return;
+      }
       for (const [i, reading] of readings.entries()) {
         if (link.credit() <= 0) {
           // The link went away while leasing: the rest goes back, in order.
@@ -118,6 +127,22 @@ export class Forwarder {
     };
   }
 
+  /**
+   * Accepted outcomes arrive in bursts (one disposition frame settles many deliveries); they go to
+   * the spool as one ack at the end of the burst. A microtask later, so nothing can come between:
+   * a disconnect (releaseAll) is a later event, not part of the frame being handled.
+   */
+  #ack(seq: number): void {
+    this.#acks.push(seq);
+    if (this.#acks.length > 1) return;
+    queueMicrotask(() => {
+      const seqs = this.#acks;
+      this.#acks = [];
+      this.#options.spool.ack(seqs).catch((err: unknown) =>
+        this.#log.error({ err, readings: seqs.length }, 'could not record accepted readings in the spool; they will be sent again'));
+    });
+  }
+
   #settle(reading: SpooledReading, outcome: Outcome): void {
     const { spool } = this.#options;
     this.#stats.outcomes[outcome.kind] += 1;
@@ -125,8 +150,8 @@ export class Forwarder {
     switch (outcome.kind) {
       case 'accepted':
         this.#stats.forwarded[reading.address] = (this.#stats.forwarded[reading.address] ?? 0) + 1;
-        done = spool.ack([reading.seq]);
-        break;
+        this.#ack(reading.seq);
+        return;
       case 'released':
       case 'lost':
         done = spool.release([reading.seq]);

@@ -36,8 +36,13 @@ export interface UpstreamLink {
   credit(): number;
   /** Sends one message; `onOutcome` is called exactly once. Presettled links report `accepted` at once. */
   send(message: UpstreamMessage, onOutcome: (outcome: Outcome) => void): void;
-  /** Called when credit may have grown (a flow from the receiver, a link (re)attached). */
+  /** Called when credit may have grown (a flow from the receiver, a link (re)attached), or the receiver asks to drain. */
   onCredit(listener: () => void): () => void;
+  /**
+   * The caller has nothing to send on this link now. A receiver that asked the link to drain
+   * (a flow with drain=true) gets the unused credit back at once, as AMQP 1.0 requires.
+   */
+  idle(): void;
 }
 
 export interface UpstreamState {

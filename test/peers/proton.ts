@@ -21,12 +21,16 @@ export type Outcome = 'accept' | 'reject' | 'release' | 'modify' | 'modify-undel
  * Per-link credit policy.
  * - `window`: keep `n` credits outstanding, topped up as deliveries are settled (credit + unsettled = n).
  * - `batch`: grant `n`; grant the next `n` only once all `n` of the batch have arrived and been settled.
+ * - `drain`: grant `n` with drain=true (AMQP 1.0 2.6.7: the sender must use it or give it back at
+ *   once); once the round is over, wait `drainIntervalMs` (default 200) and start the next. Each
+ *   round ends with a `drained` event: `returned` (credit given back), `received` (transfers so far).
  * - `total`: the sender may never send more than `total` on the link; the limit stops growing there.
  */
 export interface CreditPolicy {
-  mode: 'window' | 'batch';
+  mode: 'window' | 'batch' | 'drain';
   n: number;
   total?: number;
+  drainIntervalMs?: number;
 }
 
 /**
@@ -146,6 +150,7 @@ function buildArgs(options: ProtonReceiverOptions, tls: boolean): string[] {
     args.push('--no-tls');
   }
   if (credit.total !== undefined) args.push('--total', String(credit.total));
+  if (credit.drainIntervalMs !== undefined) args.push('--drain-interval-ms', String(credit.drainIntervalMs));
   if (options.withholdSeconds !== undefined) args.push('--withhold', String(options.withholdSeconds));
   if (options.settleDelayMs !== undefined) args.push('--settle-delay-ms', String(options.settleDelayMs));
   for (const rule of options.outcomes ?? []) args.push('--outcome', ruleText(rule));

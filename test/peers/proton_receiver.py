@@ -8,7 +8,8 @@ above all every transfer, flagged `over_credit` when the sender had no credit le
 Usage:
   proton_receiver.py --port N [--host 127.0.0.1]
       [--cert PEM --key PEM --ca PEM | --no-tls]
-      [--credit window N | --credit batch N] [--total N] [--withhold SECONDS] [--settle-delay-ms MS]
+      [--credit window N | --credit batch N | --credit drain N] [--drain-interval-ms MS]
+      [--total N] [--withhold SECONDS] [--settle-delay-ms MS]
       [--outcome RULE]... [--reject-condition NAME] [--on-over-credit record|detach]
       [--exit-on-stdin-eof]
 
@@ -16,6 +17,9 @@ Credit policy (per link, starting when the link is attached, or SECONDS later wi
   window N   keep N credits outstanding: after every settlement the credit is topped up so that
              credit + deliveries still unsettled here = N (the default, N=10).
   batch N    grant N; grant the next N only when all N of the batch have arrived and been settled.
+  drain N    grant N with drain=true (the sender must use it or give it back at once); once the round is
+             over (the sender gave the rest back, or used it all), wait --drain-interval-ms (default 200)
+             and start the next round. Each round ends with a `drained` line.
   --total N  never let the sender's total on the link pass N (the limit stops growing there), so a sender
              that keeps going is over credit from then on. Handy to make over-credit counts exact.
 
@@ -29,7 +33,8 @@ Rejections carry the error condition --reject-condition (default amqp:preconditi
 that names the rule and the transfer.
 
 Output lines (all JSON objects with an "event" key): listening {port}, connection {conn, user, remote},
-link {conn, link, address}, flow {link, credit, limit, received}, withholding {link, seconds},
+link {conn, link, address}, flow {link, credit, limit, received, drain}, withholding {link, seconds},
+drained {link, returned, received} (with --credit drain: `returned` credits the sender gave back),
 transfer {conn, link, address, index, tag, message_id, body_size, size, credit, over_credit, presettled,
 outcome, condition}, settled {link, index, outcome} (only with --settle-delay-ms), link_detached {link, condition,
 description} (with --on-over-credit detach), link_closed {link, condition},
@@ -139,6 +144,7 @@ class LinkState(object):
         self.index = 0           # transfers handled so far
         self.unsettled = 0       # handled here but not yet settled (only with a settle delay)
         self.batch_settled = 0
+        self.draining = False    # a drain round is open (--credit drain)
         self.active = False      # false while credit is withheld
         self.closed = False
         self.close_reported = False
@@ -157,6 +163,7 @@ class Receiver(MessagingHandler):
 
     def on_start(self, event):
         container = event.container
+        self.container = container
         self.acceptor = container.acceptor(self.args.host, self.args.port)
         if self.args.tls:
             domain = SSLDomain(SSLDomain.MODE_SERVER)
@@ -286,6 +293,12 @@ class Receiver(MessagingHandler):
         if not state.active or state.closed:
             return
         n = self.args.credit_n
+        if self.args.credit_mode == 'drain':
+            if not state.draining:
+                state.draining = True
+                state.link.drain_mode = True
+                self.set_credit(state, n)
+            return
         if self.args.credit_mode == 'window':
             self.set_credit(state, n - state.unsettled)
         elif not state.granted:
@@ -309,7 +322,29 @@ class Receiver(MessagingHandler):
         state.granted = True
         state.grants.append((received, received + target))
         emit({'event': 'flow', 'link': state.name, 'credit': target, 'limit': received + target,
-              'received': received})
+              'received': received, 'drain': state.draining})
+
+    def on_link_flow(self, event):
+        # A receiver hears the sender's flow: the answer to a drain, giving back what it did not use.
+        state = getattr(event.link, 'uplink_state', None)
+        if state is not None and state.draining:
+            self.end_drain_round(state, event.link.drained())
+        parent = getattr(super(Receiver, self), "on_link_flow", None)
+        if parent is not None:
+            parent(event)
+
+    def end_drain_round(self, state, returned):
+        rcv = state.link
+        if rcv.credit - rcv.queued > 0:
+            return
+        received = state.flowed - returned - (rcv.credit - rcv.queued)
+        # Credit given back was never used: from here the sender has none until the next round.
+        state.flowed -= returned
+        state.grants.append((received, received))
+        state.draining = False
+        rcv.drain_mode = False
+        emit({'event': 'drained', 'link': state.name, 'returned': returned, 'received': received})
+        self.container.schedule(self.args.drain_interval_ms / 1000.0, Timer(lambda: self.top_up(state)))
 
     def credit_at(self, state, i):
         """Credit the sender had left for transfer number i (0-based) when it sent it.
@@ -414,6 +449,9 @@ class Receiver(MessagingHandler):
 
     def after_settle(self, state):
         state.batch_settled += 1
+        if state.draining:
+            self.end_drain_round(state, 0)
+            return
         self.top_up(state)
 
     def on_aborted(self, event):
@@ -441,6 +479,7 @@ def parse_args(argv):
     p.add_argument('--ca')
     p.add_argument('--no-tls', dest='tls', action='store_false', help='plain TCP, SASL ANONYMOUS or none')
     p.add_argument('--credit', nargs=2, metavar=('MODE', 'N'), default=['window', '10'])
+    p.add_argument('--drain-interval-ms', type=float, default=200.0)
     p.add_argument('--total', type=int, default=None)
     p.add_argument('--withhold', type=float, default=0.0, metavar='SECONDS')
     p.add_argument('--settle-delay-ms', type=float, default=0.0)
@@ -450,8 +489,8 @@ def parse_args(argv):
     p.add_argument('--exit-on-stdin-eof', action='store_true')
     args = p.parse_args(argv)
     mode, n = args.credit
-    if mode not in ('window', 'batch'):
-        p.error('--credit MODE must be window or batch')
+    if mode not in ('window', 'batch', 'drain'):
+        p.error('--credit MODE must be window, batch or drain')
     try:
         args.credit_n = int(n)
     except ValueError:

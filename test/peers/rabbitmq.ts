@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { access, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,8 @@ export interface RabbitMqPeer {
   readonly host: '127.0.0.1';
   /** AMQP 1.0 over TLS; the server certificate is valid for `localhost` and 127.0.0.1. */
   readonly amqpsPort: number;
+  /** AMQP 1.0 over plain TCP (SASL PLAIN only), when `passwordUsers` were given; else 0. */
+  readonly amqpPort: number;
   /** Erlang node name, unique per peer (`uplink-test-<hex>@localhost`). */
   readonly nodeName: string;
   /** The node's own directory: config, database (`mnesia/`), logs (`log/`). */
@@ -59,6 +61,11 @@ export interface RabbitMqOptions {
   pki: TestPki;
   /** Broker users, named like the client certificate CNs they stand for. Default: `[pki.clientCn]`. */
   users?: string[];
+  /**
+   * Users with a password, for SASL PLAIN. When given, the node also offers PLAIN (after EXTERNAL)
+   * and listens on a plain TCP port (`amqpPort`) as well as on TLS.
+   */
+  passwordUsers?: Array<{ name: string; password: string }>;
   /** Where `rabbitmq-server` and `rabbitmqctl` live. Default: Debian's `/usr/lib/rabbitmq/bin`. */
   binDir?: string;
   /** Bound on one start-up. Default 60 s (a start takes 6-8 s on a 2-core machine). */
@@ -95,6 +102,7 @@ export async function startRabbitMq(options: RabbitMqOptions): Promise<RabbitMqP
 
 interface Ports {
   amqps: number;
+  amqp: number;
   node: number;
   dist: number;
   epmd: number;
@@ -111,7 +119,7 @@ interface Running {
 class RabbitMqNode implements RabbitMqPeer {
   readonly host = '127.0.0.1' as const;
   readonly nodeName: string;
-  private ports: Ports = { amqps: 0, node: 0, dist: 0, epmd: 0 };
+  private ports: Ports = { amqps: 0, amqp: 0, node: 0, dist: 0, epmd: 0 };
   private current: Running | undefined;
   private destroyed = false;
   private readonly users: string[];
@@ -128,6 +136,14 @@ class RabbitMqNode implements RabbitMqPeer {
 
   get amqpsPort(): number {
     return this.ports.amqps;
+  }
+
+  get amqpPort(): number {
+    return this.ports.amqp;
+  }
+
+  private get plain(): Array<{ name: string; password: string }> {
+    return this.options.passwordUsers ?? [];
   }
 
   get running(): boolean {
@@ -152,21 +168,23 @@ class RabbitMqNode implements RabbitMqPeer {
     await writeFile(join(this.dir, 'rabbitmq-env.conf'), '');
     await writeFile(join(this.dir, 'enabled_plugins'), '[rabbitmq_amqp1_0,rabbitmq_auth_mechanism_ssl].\n');
     // Definitions imported at boot replace the default user and vhost, so `guest` never exists.
-    // The users have no password at all: the only way in is a certificate.
+    // The certificate users have no password at all: the only way in for them is a certificate.
+    const users = [
+      ...this.users.map((name) => ({ name, password_hash: '', hashing_algorithm: 'rabbit_password_hashing_sha256', tags: '' })),
+      ...this.plain.map(({ name, password }) => ({ name, password_hash: rabbitPasswordHash(password), hashing_algorithm: 'rabbit_password_hashing_sha256', tags: '' })),
+    ];
     await writeFile(join(this.dir, 'definitions.json'), JSON.stringify({
       vhosts: [{ name: '/' }],
-      users: this.users.map((name) => ({
-        name, password_hash: '', hashing_algorithm: 'rabbit_password_hashing_sha256', tags: '',
-      })),
-      permissions: this.users.map((user) => ({ user, vhost: '/', configure: '.*', write: '.*', read: '.*' })),
+      users,
+      permissions: users.map(({ name }) => ({ user: name, vhost: '/', configure: '.*', write: '.*', read: '.*' })),
     }, null, 2));
   }
 
   /** The first start picks the ports; another process may grab one before the node binds it. */
   async startWithPortRetry(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const [amqps, node, dist, epmd] = await freePorts(4) as [number, number, number, number];
-      this.ports = { amqps, node, dist, epmd };
+      const [amqps, amqp, node, dist, epmd] = await freePorts(5) as [number, number, number, number, number];
+      this.ports = { amqps, amqp: this.plain.length > 0 ? amqp : 0, node, dist, epmd };
       await this.writeConfig();
       try {
         await this.start();
@@ -181,8 +199,9 @@ class RabbitMqNode implements RabbitMqPeer {
 
   private async writeConfig(): Promise<void> {
     const { pki } = this.options;
+    const plain = this.plain.length > 0;
     const lines = [
-      'listeners.tcp = none',
+      plain ? `listeners.tcp.default = 127.0.0.1:${this.ports.amqp}` : 'listeners.tcp = none',
       `listeners.ssl.default = 127.0.0.1:${this.ports.amqps}`,
       `ssl_options.cacertfile = ${pki.ca.cert}`,
       `ssl_options.certfile = ${pki.server.cert}`,
@@ -190,6 +209,7 @@ class RabbitMqNode implements RabbitMqPeer {
       'ssl_options.verify = verify_peer',
       'ssl_options.fail_if_no_peer_cert = true',
       'auth_mechanisms.1 = EXTERNAL',
+      ...(plain ? ['auth_mechanisms.2 = PLAIN'] : []),
       'ssl_cert_login_from = common_name',
       // Otherwise ANONYMOUS and no-SASL AMQP 1.0 clients are logged in as this user.
       'amqp1_0.default_user = none',
@@ -525,4 +545,10 @@ function canConnect(port: number, probe?: Buffer): Promise<boolean> {
       socket.write(probe);
     });
   });
+}
+
+/** RabbitMQ's stored password form (rabbit_password_hashing_sha256): base64(salt ++ sha256(salt ++ password)). */
+function rabbitPasswordHash(password: string): string {
+  const salt = randomBytes(4);
+  return Buffer.concat([salt, createHash('sha256').update(Buffer.concat([salt, Buffer.from(password, 'utf8')])).digest()]).toString('base64');
 }

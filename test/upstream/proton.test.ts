@@ -76,6 +76,26 @@ describe('AMQP uplink against a Proton receiver', () => {
     assert.equal(receiver.overCredit(), 0);
   });
 
+  test('drain: the sender sends what it has, gives the rest of the credit back at once, and never exceeds it', async () => {
+    const receiver = await peer({ credit: { mode: 'drain', n: 20, drainIntervalMs: 300 } });
+    const pipe = await pipeline(receiver.url);
+    const first = readings(5, '/queue/drained', 'd');
+    await pipe.spool.append(first);
+    // 5 to send against 20: the round must end with 15 given back, not with the sender sitting on them.
+    const round = await receiver.waitForEvent((e) => e.event === 'drained' && e.returned === 15, 10_000);
+    assert.equal(round.received, 5);
+    // Nothing spooled: the next round is given back whole.
+    await receiver.waitForEvent((e) => e.event === 'drained' && e.returned === 20 && e.received === 5, 10_000);
+    const second = readings(30, '/queue/drained', 'e');
+    await pipe.spool.append(second);
+    await receiver.waitForTransfers(35, 20_000);
+    await until(() => pipe.spool.stats().depth === 0, 'the spool to drain');
+    // 30 over rounds of 20: one round used up by transfers, the next ends with 10 given back.
+    await receiver.waitForEvent((e) => e.event === 'drained' && e.received === 35 && e.returned === 10, 10_000);
+    assert.equal(receiver.overCredit(), 0, 'a transfer went beyond the granted credit');
+    assert.deepEqual(receiver.transfers().map((t) => t.message_id), [...first, ...second].map((r) => r.id));
+  });
+
   test('rejected, released and modified readings: the spool and the dead-letter store end up right', async () => {
     const receiver = await peer({
       credit: { mode: 'window', n: 10 },
@@ -123,6 +143,19 @@ describe('AMQP uplink against a Proton receiver', () => {
     await until(() => pipe.upstream.state().connected, 'the connection with the rotated certificate', 10_000);
     await pipe.spool.append(readings(3, '/queue/rotated', 'r'));
     await receiver.waitForTransfers(3, 10_000);
+  });
+
+  test('the server name is checked: a certificate for another name is refused, retried at the cap, never used', async () => {
+    const receiver = await peer({ credit: { mode: 'window', n: 10 } });
+    const pipe = await startPipeline({ url: receiver.url.replace('127.0.0.1', 'localhost'), pki,
+      upstream: { tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key, servername: 'broker.other.example' } } });
+    pipes.push(pipe);
+    await pipe.spool.append(readings(3, '/queue/wrong-name', 'n'));
+    await until(() => pipe.lines.filter((l) => l.code === 'UPSTREAM_TLS' && /capped interval/.test(String(l.msg))).length >= 2, 'two refusals', 15_000);
+    assert.match(String(pipe.upstream.state().lastError?.message), /broker\.other\.example|altnames|hostname/i);
+    assert.equal(pipe.upstream.state().connected, false);
+    assert.equal(receiver.transfers().length, 0);
+    assert.equal(receiver.events().filter((e) => e.event === 'connection').length, 0, 'an AMQP connection was opened');
   });
 
   test('failover: a list of URLs is tried in turn', async () => {

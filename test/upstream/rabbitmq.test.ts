@@ -12,11 +12,12 @@ import { readings, startPipeline, until } from './pipeline.js';
 
 let pki: TestPki;
 let broker: RabbitMqPeer;
+const PLAIN_USER = { name: 'gw-plain', password: 'correct horse battery staple' };
 const url = (): string => `amqps://localhost:${broker.amqpsPort}`;
 
 before(async () => {
   pki = await makeTestPki();
-  broker = await startRabbitMq({ pki });
+  broker = await startRabbitMq({ pki, passwordUsers: [PLAIN_USER] });
 });
 
 after(async () => {
@@ -129,6 +130,33 @@ describe('AMQP uplink to RabbitMQ (TLS + SASL EXTERNAL)', () => {
     } finally {
       await wrongCa.stop();
       await unknown.stop();
+    }
+  });
+
+  test('SASL PLAIN: over TLS, and over plain TCP when allowed; a wrong password is refused and retried at the cap', async () => {
+    const plain = { sasl: 'plain' as const, username: PLAIN_USER.name, password: PLAIN_USER.password };
+    const overTls = await startPipeline({ url: url(), pki, upstream: plain });
+    const overTcp = await startPipeline({ url: `amqp://localhost:${broker.amqpPort}`, pki, upstream: { ...plain, urls: [`amqp://localhost:${broker.amqpPort}`] } });
+    const wrong = await startPipeline({ url: url(), pki, upstream: { ...plain, password: 'not-the-password-7f3a' } });
+    try {
+      const tlsReadings = readings(20, '/queue/plain-tls', 'p');
+      const tcpReadings = readings(20, '/queue/plain-tcp', 'q');
+      await overTls.spool.append(tlsReadings);
+      await overTcp.spool.append(tcpReadings);
+      await until(() => overTls.spool.stats().depth === 0 && overTcp.spool.stats().depth === 0, 'both spools to drain');
+      assertInOrder(await consume({ host: '127.0.0.1', port: broker.amqpsPort, pki, address: '/queue/plain-tls', count: 20 }),
+        tlsReadings.map((r) => r.id), 'plain-tls');
+      assertInOrder(await consume({ host: '127.0.0.1', port: broker.amqpsPort, pki, address: '/queue/plain-tcp', count: 20 }),
+        tcpReadings.map((r) => r.id), 'plain-tcp');
+      await until(() => wrong.lines.filter((l) => l.code === 'UPSTREAM_AUTH' && /retrying at the capped interval/.test(String(l.msg))).length >= 2,
+        'the refused password to be retried', 30_000);
+      assert.equal(wrong.upstream.state().connected, false);
+      assert.equal(wrong.upstream.state().lastError?.condition, 'amqp:unauthorized-access');
+      assert.ok(!JSON.stringify(wrong.lines).includes('not-the-password-7f3a'), 'the password reached a log line');
+    } finally {
+      await overTls.stop();
+      await overTcp.stop();
+      await wrong.stop();
     }
   });
 });

@@ -19,7 +19,7 @@ import type { Logger } from '../../core/logger.js';
 import type {
   DeadLetterReason, DeadLetterStore, DropReason, Spool, SpooledReading, SpoolStats,
 } from '../interface.js';
-import { closeSync, fsync, openSync } from 'node:fs';
+import { closeSync, fdatasync, openSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import { openSpoolDatabase, spoolFile, type Db } from './database.js';
 import { insertDeadLetter, SqliteDeadLetterStore } from './dead-letters.js';
@@ -59,9 +59,10 @@ interface Row {
 
 type Settle = { resolve: () => void; reject: (err: GatewayError) => void };
 type AppendOp = Settle & { kind: 'append'; readings: readonly RoutedReading[]; bytes: number; signal?: AbortSignal };
+type AckOp = Settle & { kind: 'ack'; seqs: number[] };
 type WriteOp =
   | AppendOp
-  | (Settle & { kind: 'ack'; seqs: number[] })
+  | AckOp
   | (Settle & { kind: 'modify'; seqs: number[] })
   | (Settle & { kind: 'reject'; seqs: number[]; reason: DeadLetterReason });
 
@@ -85,6 +86,8 @@ export class SqliteSpool implements Spool {
   /** Seqs whose ack/modify/reject waits for its commit: never leased again, even after releaseAll. */
   readonly #settling = new Map<number, Flight>();
   #queue: WriteOp[] = [];
+  /** The ack op still waiting in the queue, which later acks join. */
+  #pendingAck: { op: AckOp; done: Promise<void> } | undefined;
   #flushTimer: NodeJS.Timeout | undefined;
   #flushImmediate: NodeJS.Immediate | undefined;
   #maintenanceTimer: NodeJS.Timeout | undefined;
@@ -193,7 +196,19 @@ export class SqliteSpool implements Spool {
   ack(seqs: readonly number[]): Promise<void> {
     const owned = this.#takeFromFlight(seqs);
     if (owned.length === 0) return Promise.resolve();
-    return this.#enqueue((settle) => ({ kind: 'ack', seqs: owned, ...settle }));
+    // Acks come one delivery at a time; those before the next commit share one op (and promise).
+    const pending = this.#pendingAck;
+    if (pending !== undefined) {
+      for (const seq of owned) pending.op.seqs.push(seq);
+      return pending.done;
+    }
+    let op!: AckOp;
+    const done = this.#enqueue((settle) => {
+      op = { kind: 'ack', seqs: owned, ...settle };
+      return op;
+    });
+    this.#pendingAck = { op, done };
+    return done;
   }
 
   async release(seqs: readonly number[]): Promise<void> {
@@ -290,6 +305,7 @@ export class SqliteSpool implements Spool {
     const db = this.#db;
     if (db === undefined || this.#queue.length === 0) return;
     const ops = this.#queue;
+    this.#pendingAck = undefined;
     const deltas: Deltas = new Map();
     const appended = new Set<Target>();
     let committed: WriteOp[] = [];
@@ -363,13 +379,15 @@ export class SqliteSpool implements Spool {
    * its own fsync (synchronous=NORMAL) and the WAL is fsynced here, on libuv's thread pool, so the
    * event loop keeps serving devices during the fsync and the next group commit forms meanwhile.
    * An fsync covers every commit written before it. Settlements need no fsync: losing one to a
-   * power cut only sends a reading again, with the same message_id.
+   * power cut only sends a reading again, with the same message_id. fdatasync, as SQLite itself
+   * uses on Linux: it flushes the data and the file size but not the timestamps, so an overwrite
+   * of the reused WAL costs no journal commit of the inode (about half the time on ext4 here).
    */
   #durable(): Promise<void> {
     if (this.#options.durability !== 'full') return Promise.resolve();
     if (this.#walFd === undefined) this.#walFd = openSync(`${spoolFile(this.#options.dataDir)}-wal`, 'r+');
     const fd = this.#walFd;
-    const done = new Promise<void>((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+    const done = new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
     this.#syncing.add(done);
     const forget = (): void => { this.#syncing.delete(done); };
     done.then(forget, forget);
@@ -476,8 +494,25 @@ export class SqliteSpool implements Spool {
         return;
       }
       case 'ack': {
-        const remove = this.#sql(db, 'DELETE FROM readings WHERE seq = ?');
-        for (const seq of op.seqs) this.#deleteSettled(remove, seq, deltas);
+        // A drain acks runs of consecutive seqs: each run is one range DELETE (cheaper per row than
+        // by key); the odd ones out go in one statement as a JSON array. RETURNING says which rows went.
+        const range = this.#sql(db, 'DELETE FROM readings WHERE seq BETWEEN ? AND ? RETURNING seq').pluck();
+        const listed = this.#sql(db, 'DELETE FROM readings WHERE seq IN (SELECT value FROM json_each(?)) RETURNING seq').pluck();
+        const single: number[] = [];
+        const deleted: number[] = [];
+        const seqs = op.seqs.sort((a, b) => a - b);
+        for (let i = 0; i < seqs.length;) {
+          let j = i + 1;
+          while (j < seqs.length && seqs[j] === seqs[j - 1]! + 1) j++;
+          if (j - i >= MIN_RANGE) for (const seq of range.all(seqs[i], seqs[j - 1]) as number[]) deleted.push(seq);
+          else for (let k = i; k < j; k++) single.push(seqs[k]!);
+          i = j;
+        }
+        if (single.length > 0) for (const seq of listed.all(JSON.stringify(single)) as number[]) deleted.push(seq);
+        for (const seq of deleted) {
+          const flight = this.#settling.get(seq);
+          if (flight !== undefined) addDelta(deltas, flight.target.id, -1, -flight.bytes);
+        }
         return;
       }
       case 'modify': {
@@ -551,24 +586,26 @@ export class SqliteSpool implements Spool {
     const expired: SpooledReading[] = [];
     const now = this.#now();
     const bySeq = this.#sql(db, 'SELECT seq, id, priority, topic, payload, received_at, expires_at, attempts FROM readings WHERE seq = ?');
+    // Raw rows (arrays): on the drain path a row object per reading is measurably dearer.
     const scan = this.#sql(db, 'SELECT seq, id, priority, topic, payload, received_at, expires_at, attempts FROM readings ' +
-      'WHERE target = ? AND priority = ? AND seq > ? ORDER BY seq LIMIT ?');
+      'WHERE target = ? AND priority = ? AND seq > ? ORDER BY seq LIMIT ?').raw(true);
     const lease = target.lease;
     for (let priority = PRIORITIES - 1; priority >= 0 && out.length < max; priority--) {
       const redo = lease.redo[priority]!;
       while (redo.length > 0 && out.length < max) {
         const seq = redo.shift()!;
         const row = bySeq.get(seq) as Row | undefined;
-        if (row !== undefined) this.#hand(target, row, now, out, expired);
+        if (row !== undefined) this.#hand(target, toReading(target.address, row), now, out, expired);
       }
       while (out.length < max) {
-        const rows = scan.all(target.id, priority, lease.cursor[priority], Math.max(16, max - out.length)) as Row[];
+        const rows = scan.all(target.id, priority, lease.cursor[priority], Math.max(16, max - out.length)) as RawRow[];
         if (rows.length === 0) break;
         for (const row of rows) {
           if (out.length >= max) break;
-          lease.cursor[priority] = row.seq;
-          if (this.#settling.has(row.seq) || this.#flight.has(row.seq)) continue;
-          this.#hand(target, row, now, out, expired);
+          const seq = row[0];
+          lease.cursor[priority] = seq;
+          if (this.#settling.has(seq) || this.#flight.has(seq)) continue;
+          this.#hand(target, fromRaw(target.address, row), now, out, expired);
         }
       }
     }
@@ -576,14 +613,13 @@ export class SqliteSpool implements Spool {
     return out;
   }
 
-  #hand(target: Target, row: Row, now: number, out: SpooledReading[], expired: SpooledReading[]): void {
-    const reading = toReading(target.address, row);
-    if (row.expires_at !== null && row.expires_at <= now) {
+  #hand(target: Target, reading: SpooledReading, now: number, out: SpooledReading[], expired: SpooledReading[]): void {
+    if (reading.expiresAt !== undefined && reading.expiresAt <= now) {
       expired.push(reading);
       return;
     }
-    target.lease.take(row.seq, row.priority);
-    this.#flight.set(row.seq, { target, priority: row.priority, bytes: row.payload.length });
+    target.lease.take(reading.seq, reading.priority);
+    this.#flight.set(reading.seq, { target, priority: reading.priority, bytes: reading.payload.length });
     out.push(reading);
   }
 
@@ -729,6 +765,8 @@ export class SqliteSpool implements Spool {
 }
 
 const INSERT_CHUNK = 64;
+/** Runs of consecutive acked seqs at least this long are deleted as a range. */
+const MIN_RANGE = 8;
 const insertSqlCache = new Map<number, string>();
 /** INSERT of `rows` readings; chunks keep the statement count small and well under SQLite's parameter limit. */
 function insertSql(rows: number): string {
@@ -748,6 +786,17 @@ function addDelta(deltas: Deltas, target: number, depth: number, bytes: number):
     delta.depth += depth;
     delta.bytes += bytes;
   }
+}
+
+/** A row of the lease scan in raw mode, in the order of its SELECT. */
+type RawRow = [seq: number, id: string, priority: number, topic: string, payload: Buffer, receivedAt: number, expiresAt: number | null, attempts: number];
+
+function fromRaw(address: string, row: RawRow): SpooledReading {
+  const reading: SpooledReading = {
+    seq: row[0], id: row[1], address, priority: row[2], topic: row[3], payload: row[4], receivedAt: row[5], attempts: row[7],
+  };
+  if (row[6] !== null) reading.expiresAt = row[6];
+  return reading;
 }
 
 function toReading(address: string, row: Row): SpooledReading {

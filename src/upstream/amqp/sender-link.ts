@@ -8,6 +8,11 @@
  * So the credit offered here is the link credit minus the transfers handed to rhea and not yet
  * written, which are exactly the session's pending deliveries (this link has the session alone),
  * and never more than the free places in the session's buffer.
+ *
+ * Drain. A receiver may ask for its credit back (flow with drain=true): rhea raises
+ * `sender_draining`, the forwarder sends what the spool has, and when it has nothing more it calls
+ * idle(); only then, and only once every transfer handed to rhea is written, is the rest of the
+ * credit given up (rhea's set_drained, which advances the delivery count in the next flow).
  */
 import type { Connection, Delivery, EventContext, Sender } from 'rhea';
 import type { Logger } from '../../core/logger.js';
@@ -74,6 +79,7 @@ export class AmqpSenderLink implements UpstreamLink {
     sender.on('sendable', wake);
     sender.on('sender_open', wake);
     sender.on('sender_flow', wake);
+    sender.on('sender_draining', wake);
     sender.on('accepted', (ctx: EventContext) => this.#settle(ctx, { kind: 'accepted' }));
     sender.on('released', (ctx: EventContext) => this.#settle(ctx, { kind: 'released' }));
     sender.on('modified', (ctx: EventContext) => {
@@ -117,7 +123,7 @@ export class AmqpSenderLink implements UpstreamLink {
     const sender = this.#sender;
     if (sender === undefined || !sender.is_open()) return 0;
     const outgoing = (sender.session as unknown as { outgoing: OutgoingWindow }).outgoing;
-    const unwritten = outgoing.next_delivery_id - outgoing.next_pending_delivery;
+    const unwritten = this.#unwritten(sender);
     // RabbitMQ grants far more credit than rhea's buffer holds; lease only what can be handed over.
     return Math.max(0, Math.min((sender as unknown as { credit: number }).credit - unwritten, outgoing.available()));
   }
@@ -133,9 +139,25 @@ export class AmqpSenderLink implements UpstreamLink {
     else this.#unsettled.set(delivery, onOutcome);
   }
 
+  idle(): void {
+    const sender = this.#sender;
+    if (sender === undefined || !sender.is_open()) return;
+    const internals = sender as unknown as { _draining?: boolean; connection: { _register?: () => void } };
+    if (internals._draining !== true || this.#unwritten(sender) > 0) return;
+    sender.set_drained(true);
+    // set_drained only marks the flow as due; a drain that nothing else wakes must still be answered.
+    internals.connection._register?.();
+  }
+
   onCredit(listener: () => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Transfers handed to rhea and not yet written: the session's pending deliveries (this link has it alone). */
+  #unwritten(sender: Sender): number {
+    const outgoing = (sender.session as unknown as { outgoing: OutgoingWindow }).outgoing;
+    return outgoing.next_delivery_id - outgoing.next_pending_delivery;
   }
 
   #settle(ctx: EventContext, outcome: Outcome): void {
