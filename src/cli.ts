@@ -3,17 +3,15 @@
  * The `uplink` command. Exit codes: 0 success, 1 failure (invalid config, a component that cannot
  * start), 2 wrong usage (unknown command or flag).
  */
-import { createRequire } from 'node:module';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { defaultConfig, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { GatewayError, messageOf } from './core/errors.js';
-import { Gateway } from './gateway.js';
+import { Gateway, VERSION } from './gateway.js';
 import { DLQ_HELP, dlqCommand, DlqUsageError } from './cli/dlq.js';
 import { PASSWD_HELP, passwdCommand } from './cli/passwd.js';
+import { STATUS_HELP, statusCommand } from './cli/status.js';
 import { runDemo } from './demo/demo.js';
-
-const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 const HELP = `uplink ${VERSION}: edge gateway for factory sensors (MQTT and serial in, durable spool, AMQP 1.0 out)
 
@@ -21,6 +19,9 @@ Usage:
   uplink run [--config FILE]           run the gateway (without --config: on the defaults,
                                        MQTT on 127.0.0.1:1883, spool in ./data, no upstream)
   uplink check-config --config FILE    validate FILE; print every error as "path: message"
+  uplink status [--config FILE] [--json]
+                                       how the running gateway does: spool depth, age of the
+                                       oldest reading, upstream, rates ('uplink status --help')
   uplink dlq list|show|replay|purge    the dead-letter store ('uplink dlq --help')
   uplink passwd [--user NAME]          print the hash of a device password, for mqtt.users
                                        (or a "NAME:hash" line for mqtt.usersFile); reads the
@@ -54,6 +55,18 @@ const COMMANDS: Record<string, Command> = {
       if (err instanceof DlqUsageError) throw new UsageError(err.message);
       if (err instanceof GatewayError) return reportFailure(err);
       throw err;
+    }
+  },
+  status: async (args) => {
+    if (args.includes('--help') || args.includes('-h')) {
+      process.stdout.write(STATUS_HELP);
+      return 0;
+    }
+    try {
+      return await statusCommand(args, (text) => process.stdout.write(text));
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'USAGE') throw new UsageError(err.message);
+      return reportFailure(err);
     }
   },
   passwd: async (args) => {
@@ -125,7 +138,7 @@ async function runCommand(args: string[]): Promise<number> {
   } catch (err) {
     return reportFailure(err);
   }
-  const gateway = new Gateway(config);
+  const gateway = new Gateway(config, undefined, { env: process.env, tty: process.stdout.isTTY === true });
   const log = gateway.log;
   log.info({ version: VERSION, config: file ?? '(defaults)' }, 'starting');
 
@@ -150,14 +163,36 @@ async function runCommand(args: string[]): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
     process.on('SIGHUP', () => {
-      log.info('SIGHUP: re-reading certificates; other config changes need a restart');
-      gateway.reload().catch((err: unknown) => log.error({ err }, 'reload failed'));
+      reload(gateway, file).catch((err: unknown) => log.error({ err }, 'SIGHUP: reload failed'));
     });
     gateway.start().catch((err: unknown) => {
       log.fatal({ err, code: err instanceof GatewayError ? err.code : undefined }, `cannot start: ${messageOf(err)}`);
       resolve(1);
     });
   });
+}
+
+/**
+ * SIGHUP: reads the config file again, applies what can change while running (the log level),
+ * re-reads the certificates, and names every other changed key as needing a restart. An invalid
+ * file changes nothing but the certificates, and says why.
+ */
+async function reload(gateway: Gateway, file: string | undefined): Promise<void> {
+  const log = gateway.log;
+  log.info({ config: file ?? '(defaults)' }, 'SIGHUP: reloading (the log level and the certificates; other changes need a restart)');
+  let next: Config | undefined;
+  if (file !== undefined) {
+    try {
+      next = await loadConfigFile(file);
+    } catch (err) {
+      log.error({ config: file, error: messageOf(err) }, 'SIGHUP: the config file is not valid; keeping the running config (certificates are still read again)');
+    }
+  }
+  const { applied, restartNeeded } = await gateway.reload(next);
+  log.info({ applied }, `SIGHUP: reloaded ${applied.length === 0 ? 'nothing' : applied.join(', ')}`);
+  if (restartNeeded.length > 0) {
+    log.warn({ restartNeeded, config: file }, `SIGHUP: the config file changed in keys that need a restart to take effect: ${restartNeeded.join(', ')} (systemctl restart uplink)`);
+  }
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -170,7 +205,7 @@ export async function main(argv: string[]): Promise<number> {
   const command = COMMANDS[first];
   try {
     if (command === undefined) throw new UsageError(`unknown command '${first}'`);
-    if (first !== 'dlq' && first !== 'passwd' && (rest.includes('--help') || rest.includes('-h'))) {
+    if (first !== 'dlq' && first !== 'passwd' && first !== 'status' && (rest.includes('--help') || rest.includes('-h'))) {
       process.stdout.write(HELP);
       return 0;
     }

@@ -3,13 +3,18 @@
  * them in reverse. No other module wires components together.
  */
 import { mkdir, access, constants } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import type { Config } from './config/schema.js';
 import { GatewayError } from './core/errors.js';
 import type { Logger } from './core/logger.js';
+import { changedPaths } from './ops/config-diff.js';
 import { OpsServer } from './ops/http-server.js';
-import { createLogger } from './ops/log.js';
+import { createLogger, type AppLogger } from './ops/log.js';
 import { createMetrics } from './ops/metrics.js';
+import { Rates } from './ops/rates.js';
 import { Readiness } from './ops/readiness.js';
+import { SdNotify } from './ops/sd-notify.js';
+import { buildStatus, sum, type Listener } from './ops/status.js';
 import { Forwarder, type RouteInfo } from './forward/forwarder.js';
 import { MqttIngest } from './ingest/mqtt/index.js';
 import { SerialIngest } from './ingest/serial/index.js';
@@ -19,6 +24,26 @@ import { SqliteSpool } from './spool/sqlite/sqlite-spool.js';
 import { AmqpUpstream } from './upstream/amqp/amqp-upstream.js';
 import type { UpstreamState } from './upstream/interface.js';
 
+export const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+
+export interface GatewayOptions {
+  /** The process environment: NOTIFY_SOCKET and WATCHDOG_USEC when systemd runs the gateway. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Log in the human format (stdout is a terminal) instead of JSON lines. */
+  tty?: boolean;
+}
+
+/** What a reload (SIGHUP) did: the keys applied, and the changed keys that need a restart. */
+export interface ReloadResult {
+  applied: string[];
+  restartNeeded: string[];
+}
+
+/** Config keys a running gateway can take over without a restart. */
+const RELOADABLE = new Set(['log.level']);
+
+const LISTENER_PROTOCOL: Record<string, string> = { tcp: 'mqtt', tls: 'mqtts', websocket: 'mqtt-ws' };
+
 interface Component {
   readonly name: string;
   start(): Promise<void>;
@@ -27,7 +52,9 @@ interface Component {
 
 export class Gateway {
   readonly readiness = new Readiness();
-  readonly #config: Config;
+  /** The config running now: the one started with, plus the keys reloaded since. */
+  #config: Config;
+  readonly #rootLog: Logger | AppLogger;
   /** The gateway's logger; every line carries the gatewayId. */
   readonly log: Logger;
   readonly spool: Spool;
@@ -37,11 +64,15 @@ export class Gateway {
   readonly mqtt: MqttIngest;
   readonly serial: SerialIngest;
   readonly #components: Component[];
+  readonly #http: OpsServer;
+  readonly #rates: Rates;
   #started: Component[] = [];
+  #startedAt = Date.now();
 
-  constructor(config: Config, log: Logger = createLogger({ level: config.log.level })) {
+  constructor(config: Config, log?: Logger, options: GatewayOptions = {}) {
     this.#config = config;
-    this.log = log.child({ gatewayId: config.gatewayId });
+    this.#rootLog = log ?? createLogger({ level: config.log.level, format: options.tty === true ? 'pretty' : 'json' });
+    this.log = this.#rootLog.child({ gatewayId: config.gatewayId });
     this.router = new Router({ routes: config.routes, ...(config.spool.ttl === undefined ? {} : { defaultTtl: config.spool.ttl }) });
     this.spool = new SqliteSpool({ dataDir: config.dataDir, ...config.spool, log: this.log.child({ component: 'spool' }) });
     const upstream = config.upstream;
@@ -63,6 +94,10 @@ export class Gateway {
     }
     this.mqtt = new MqttIngest({ config: config.mqtt, spool: this.spool, router: this.router, log: this.log.child({ component: 'mqtt' }) });
     this.serial = new SerialIngest({ ports: config.serial, spool: this.spool, router: this.router, log: this.log.child({ component: 'serial' }) });
+    this.#rates = new Rates({ read: () => ({ ingested: sum(this.#ingested()), forwarded: sum(this.forwarder?.stats().forwarded ?? {}) }) });
+    this.#http = new OpsServer({
+      ...config.http, readiness: this.readiness, metrics: this.#metrics(), status: () => this.status(), log: this.log.child({ component: 'http' }),
+    });
     this.#components = [
       { name: 'dataDir', start: () => prepareDataDir(config.dataDir), stop: async () => {} },
       wrap('spool', this.spool),
@@ -71,7 +106,10 @@ export class Gateway {
       // Devices are let in last, once there is somewhere to put their readings; and out first.
       wrap('mqtt', this.mqtt),
       wrap('serial', this.serial),
-      wrap('http', new OpsServer({ ...config.http, readiness: this.readiness, metrics: this.#metrics(), log: this.log.child({ component: 'http' }) })),
+      wrap('rates', this.#rates),
+      wrap('http', this.#http),
+      // Last: systemd hears READY=1 only once everything runs, and STOPPING=1 first thing.
+      wrap('systemd', new SdNotify({ env: options.env ?? {}, pid: process.pid, log: this.log.child({ component: 'systemd' }) })),
     ];
   }
 
@@ -83,6 +121,7 @@ export class Gateway {
     } else {
       this.readiness.set('upstream', { ready: false, reason: 'connecting to the upstream' });
     }
+    this.#startedAt = Date.now();
     for (const component of this.#components) {
       try {
         await component.start();
@@ -96,15 +135,75 @@ export class Gateway {
       upstream: config.upstream?.url ?? null, routes: config.routes.length }, 'gateway started');
   }
 
-  /** SIGHUP: re-read what can be re-read safely (the certificates). */
-  async reload(): Promise<void> {
-    await this.upstream?.reload();
+  /**
+   * SIGHUP: takes over what can change safely while running (the log level, from `next`, the
+   * config file read again) and re-reads the upstream certificates. Every other key that differs
+   * from the running config is returned as needing a restart.
+   */
+  async reload(next?: Config): Promise<ReloadResult> {
+    const applied: string[] = [];
+    let restartNeeded: string[] = [];
+    if (next !== undefined) {
+      const changed = changedPaths(this.#config, next);
+      const root = this.#rootLog;
+      if (changed.includes('log.level') && 'setLevel' in root) {
+        root.setLevel(next.log.level);
+        this.#config = { ...this.#config, log: { ...this.#config.log, level: next.log.level } };
+        applied.push('log.level');
+      }
+      restartNeeded = changed.filter((path) => !RELOADABLE.has(path) || !applied.includes(path));
+    }
+    if (this.upstream !== undefined) {
+      await this.upstream.reload();
+      applied.push('upstream certificates (read again)');
+    }
+    return { applied, restartNeeded };
+  }
+
+  /** The document of GET /status. */
+  status(): Record<string, unknown> {
+    const config = this.#config;
+    return buildStatus({
+      gatewayId: config.gatewayId,
+      version: VERSION,
+      startedAt: this.#startedAt,
+      now: Date.now,
+      readiness: () => this.readiness.snapshot(),
+      listeners: () => {
+        const listeners: Listener[] = this.mqtt.listening.map((l) => ({ protocol: LISTENER_PROTOCOL[l.kind] ?? l.kind, host: l.host, port: l.port }));
+        const http = this.#http.address();
+        if (http !== undefined) listeners.push({ protocol: 'http', ...http });
+        return listeners;
+      },
+      serial: () => {
+        const ports = this.serial.stats().ports;
+        return config.serial.map((port) => ({ name: port.name, path: port.path, open: ports[port.name]?.open ?? false }));
+      },
+      upstream: () => {
+        if (this.upstream === undefined) return undefined;
+        return { ...this.upstream.state(), credit: this.upstream.credit() };
+      },
+      spool: () => this.spool.stats(),
+      ingested: () => this.#ingested(),
+      forwarded: () => this.forwarder?.stats().forwarded ?? {},
+      rejected: () => sumCounts(this.mqtt.stats().rejected, this.serial.stats().rejected),
+      rates: () => this.#rates.rates(),
+      routes: config.routes.map((route) => ({ topic: route.topic, address: route.address, delivery: route.delivery })),
+      routeOf: (address) => {
+        const route = this.router.routeForAddress(address);
+        return route === undefined ? undefined : config.routes.indexOf(route as Config['routes'][number]);
+      },
+    });
+  }
+
+  #ingested(): Record<string, number> {
+    return sumCounts(this.mqtt.stats().ingested, this.serial.stats().ingested);
   }
 
   #metrics(): ReturnType<typeof createMetrics> {
     return createMetrics({
       spool: () => this.spool.stats(),
-      ingested: () => sumCounts(this.mqtt.stats().ingested, this.serial.stats().ingested),
+      ingested: () => this.#ingested(),
       rejected: () => sumCounts(this.mqtt.stats().rejected, this.serial.stats().rejected),
       forwarded: () => this.forwarder?.stats().forwarded ?? {},
       outcomes: () => this.forwarder?.stats().outcomes ?? {},
@@ -113,6 +212,8 @@ export class Gateway {
         const state = this.upstream.state();
         return { connected: state.connected, credit: this.upstream.credit(), reconnects: state.reconnects };
       },
+      connections: () => ({ mqtt: this.mqtt.stats().connections, serial: this.serial.stats().connections }),
+      info: { version: VERSION, gatewayId: this.#config.gatewayId },
     });
   }
 

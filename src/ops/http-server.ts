@@ -1,7 +1,7 @@
 /**
  * The operator's HTTP endpoints: GET /healthz (the process answers), GET /readyz (200 when every
- * readiness condition holds, else 503 with the reasons as JSON), GET /metrics (Prometheus text).
- * Bound to loopback by default.
+ * readiness condition holds, else 503 with the reasons as JSON), GET /metrics (Prometheus text),
+ * GET /status (JSON for people and `uplink status`). Bound to loopback by default.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { GatewayError } from '../core/errors.js';
@@ -14,6 +14,8 @@ export interface OpsServerOptions {
   port: number;
   readiness: Readiness;
   metrics?: Registry;
+  /** The document GET /status serves. */
+  status?: () => unknown;
   log: Logger;
 }
 
@@ -38,6 +40,12 @@ export class OpsServer {
     server.on('error', (err) => log.error({ err }, 'http server error'));
     this.#server = server;
     log.info({ host, port }, 'http endpoints listening');
+  }
+
+  /** Where it listens, once started. */
+  address(): { host: string; port: number } | undefined {
+    const bound = this.#server?.address();
+    return bound === null || bound === undefined || typeof bound === 'string' ? undefined : { host: bound.address, port: bound.port };
   }
 
   async stop(): Promise<void> {
@@ -67,9 +75,20 @@ export class OpsServer {
       });
     } else if (path === '/readyz') {
       const snapshot = this.#options.readiness.snapshot();
-      send(res, snapshot.ready ? 200 : 503, snapshot);
+      const reasons = Object.entries(snapshot.conditions).filter(([, c]) => !c.ready).map(([name, c]) => `${name}: ${c.reason ?? 'not ready'}`);
+      send(res, snapshot.ready ? 200 : 503, snapshot.ready ? snapshot : { ...snapshot, reasons });
+    } else if (path === '/status' && this.#options.status !== undefined) {
+      let body: unknown;
+      try {
+        body = this.#options.status();
+      } catch (err) {
+        this.#options.log.error({ err }, 'status failed');
+        send(res, 500, { error: 'status failed' });
+        return;
+      }
+      send(res, 200, body);
     } else {
-      send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics'] });
+      send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/status'] });
     }
   }
 }

@@ -1,25 +1,65 @@
-import { pino } from 'pino';
-import type { Logger } from '../core/logger.js';
+import { pino, type Logger as Pino } from 'pino';
+import type { LogFn, Logger } from '../core/logger.js';
+import { prettyDestination } from './log-pretty.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 export interface LogOptions {
   level: LogLevel;
-  /** Where the JSON lines go; stdout (journald) by default. */
+  /** `json` (the default): JSON lines, for journald; `pretty`: one readable line each, for a terminal. */
+  format?: 'json' | 'pretty';
+  /** Where the lines go; stdout by default. */
   destination?: NodeJS.WritableStream;
 }
+
+/** The gateway's root logger: its level, and that of every child made from it, can change at run time (SIGHUP). */
+export interface AppLogger extends Logger {
+  readonly level: LogLevel;
+  setLevel(level: LogLevel): void;
+}
+
+const SEVERITY: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+const LEVELS = Object.keys(SEVERITY) as LogLevel[];
 
 /**
  * JSON lines with a readable level and an ISO time: journald keeps its own timestamp, but lines
  * copied out of it (or out of a container log) should still say when they happened.
+ *
+ * pino children keep the level they were made with, and components make their children at
+ * start-up, so the level is checked here, against one threshold that all of them share; pino
+ * itself lets everything through. A line below the threshold costs one comparison.
  */
-export function createLogger(options: LogOptions): Logger {
-  return pino({
-    level: options.level,
+export function createLogger(options: LogOptions): AppLogger {
+  const out = options.destination ?? (options.format === 'pretty' ? process.stdout : undefined);
+  const destination = options.format === 'pretty' ? prettyDestination(out!) : out ?? pino.destination({ fd: 1, sync: true });
+  const root = pino({
+    level: 'trace',
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     // Secrets must never reach a log line, even when a whole options object is logged by mistake.
     redact: { paths: ['password', '*.password', 'key', '*.key', 'passphrase', '*.passphrase'], censor: '[redacted]' },
-  }, options.destination ?? pino.destination({ fd: 1, sync: true }));
+  }, destination);
+  const shared = { level: options.level, threshold: SEVERITY[options.level] };
+  const logger = wrap(root, shared) as Logger & { level: LogLevel; setLevel(level: LogLevel): void };
+  Object.defineProperty(logger, 'level', { get: () => shared.level, enumerable: true });
+  logger.setLevel = (level) => {
+    shared.level = level;
+    shared.threshold = SEVERITY[level];
+  };
+  return logger;
+}
+
+function wrap(target: Pino, shared: { threshold: number }): Logger {
+  const method = (level: LogLevel): LogFn => {
+    const severity = SEVERITY[level];
+    return ((fieldsOrMessage: Record<string, unknown> | string, message?: string): void => {
+      if (severity < shared.threshold) return;
+      if (typeof fieldsOrMessage === 'string') target[level](fieldsOrMessage);
+      else target[level](fieldsOrMessage, message);
+    }) as LogFn;
+  };
+  const logger = Object.fromEntries(LEVELS.map((level) => [level, method(level)])) as unknown as Logger;
+  logger.child = (fields) => wrap(target.child(fields), shared);
+  return logger;
 }

@@ -7,7 +7,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 export interface MetricsSource {
   spool(): {
     depth: number; bytes: number; oldestAgeMs: number; inFlight: number; deadLettered: number; deadLetters: number;
-    dropped: Record<string, number>; commits: number; blocked: boolean;
+    dropped: Record<string, number>; commits: number; blocked: boolean; diskFull: boolean;
   };
   /** Readings stored, by address. */
   ingested(): Record<string, number>;
@@ -18,6 +18,10 @@ export interface MetricsSource {
   /** Outcomes from the upstream, by kind. */
   outcomes(): Record<string, number>;
   upstream(): { connected: boolean; credit: number; reconnects: number } | undefined;
+  /** Open device connections by adapter (mqtt clients, open serial ports). */
+  connections(): Record<string, number>;
+  /** Constant labels of `uplink_build_info`. */
+  info: { version: string; gatewayId: string };
 }
 
 export function createMetrics(input: MetricsSource): Registry {
@@ -52,6 +56,7 @@ export function createMetrics(input: MetricsSource): Registry {
   gauge('uplink_spool_oldest_age_seconds', 'Age of the oldest reading in the spool.', () => source.spool().oldestAgeMs / 1000);
   gauge('uplink_spool_in_flight', 'Readings sent and not yet settled by the upstream.', () => source.spool().inFlight);
   gauge('uplink_spool_dead_letters', 'Readings in the dead-letter store.', () => source.spool().deadLetters);
+  gauge('uplink_spool_disk_full', '1 while commits fail for lack of disk space.', () => (source.spool().diskFull ? 1 : 0));
   gauge('uplink_spool_blocked', '1 while appends wait for room (spool full under block, or disk full).', () => (source.spool().blocked ? 1 : 0));
   counter('uplink_spool_commits_total', 'Spool transactions committed.', () => source.spool().commits);
   counter('uplink_dead_lettered_total', 'Readings moved to the dead-letter store.', () => source.spool().deadLettered);
@@ -63,5 +68,13 @@ export function createMetrics(input: MetricsSource): Registry {
   gauge('uplink_upstream_connected', '1 while connected to the upstream.', () => (source.upstream()?.connected ? 1 : 0));
   gauge('uplink_upstream_credit', 'Link credit the upstream grants now, over all links.', () => source.upstream()?.credit ?? 0);
   counter('uplink_upstream_reconnects_total', 'Connections to the upstream made again after a loss.', () => source.upstream()?.reconnects ?? 0);
+  new Gauge({
+    name: 'uplink_ingest_connections', help: 'Open device connections: MQTT clients, open serial ports.', labelNames: ['adapter'], registers: [registry],
+    collect() {
+      for (const [adapter, n] of Object.entries(source.connections())) this.set({ adapter }, n);
+    },
+  });
+  new Gauge({ name: 'uplink_build_info', help: 'Always 1; the labels say which uplink runs.', labelNames: ['version', 'gateway_id'], registers: [registry] })
+    .set({ version: input.info.version, gateway_id: input.info.gatewayId }, 1);
   return registry;
 }

@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# Installs uplink as a systemd service on Raspberry Pi OS or Debian 12 (arm64, armhf, amd64),
+# from a git checkout or from an unpacked `npm pack` tarball:
+#
+#   sudo scripts/install.sh
+#
+# What it does, each step safe to repeat (running it twice gives the same result; an upgrade
+# keeps the config and the spool):
+#   - checks for Node.js >= 20, and says how to get it if it is missing or too old;
+#   - builds dist/ in a checkout when it is missing or older than src/;
+#   - installs the app to /opt/uplink with production dependencies only, replacing an older one;
+#   - creates the system user uplink (group dialout, for serial ports) with systemd-sysusers;
+#   - writes /etc/uplink/uplink.yaml from the example only if there is none (never overwrites);
+#   - installs /etc/systemd/system/uplink.service, enables it, and starts (or restarts) it.
+#
+# Options:
+#   --root DIR       install into DIR as into the root of another system (an SD card image, or a
+#                    test): every path is under DIR, the user is added to DIR/etc/passwd
+#                    (systemd-sysusers --root), the unit is enabled offline (systemctl --root),
+#                    and nothing is started. Adding the user needs root; as another user, add
+#                    --no-user.
+#   --no-user        do not add the user uplink, and leave file ownership as it is (to install
+#                    into a directory without root; the unit still runs as User=uplink)
+#   --no-systemctl   do not run systemctl at all (install the unit file only)
+#   --no-build       use dist/ as it is; fail if it is missing
+#   --no-apt         never apt-get the build tools (make, g++, python3) that native modules need
+set -euo pipefail
+
+ROOT=""
+SYSTEMCTL=1
+BUILD=1
+APT=1
+ADD_USER=1
+
+say() { printf 'uplink install: %s\n' "$*"; }
+die() { printf 'uplink install: %s\n' "$*" >&2; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) [ $# -ge 2 ] || { usage >&2; exit 2; }; ROOT="$2"; shift 2 ;;
+    --root=*) ROOT="${1#--root=}"; shift ;;
+    --no-systemctl) SYSTEMCTL=0; shift ;;
+    --no-build) BUILD=0; shift ;;
+    --no-apt) APT=0; shift ;;
+    --no-user) ADD_USER=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) printf 'uplink install: unknown option %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+# --- Node.js -------------------------------------------------------------------------------
+NODE_HELP="Install Node.js 20 or newer system-wide, then run this again:
+  - Debian 13 / Raspberry Pi OS 13:  sudo apt-get install nodejs npm
+  - Debian 12 / Raspberry Pi OS 12 (their nodejs is 18): NodeSource's packages,
+      curl -fsSL https://deb.nodesource.com/setup_22.x | sudo -E bash - && sudo apt-get install -y nodejs
+  - or the official binaries from https://nodejs.org/en/download (linux-arm64, linux-armv7l, linux-x64)
+    unpacked under /usr/local.
+A Node.js under a home directory (nvm) will not do: the service runs as its own user."
+NODE=$(command -v node || true)
+[ -n "$NODE" ] || die "Node.js is not installed. $NODE_HELP"
+NODE=$(readlink -f "$NODE")
+NODE_VERSION=$("$NODE" -p 'process.versions.node' 2>/dev/null || echo unknown)
+case "$NODE_VERSION" in
+  [0-9]*) [ "${NODE_VERSION%%.*}" -ge 20 ] || die "Node.js $NODE_VERSION ($NODE) is too old: uplink needs 20 or newer. $NODE_HELP" ;;
+  *) die "cannot run $NODE. $NODE_HELP" ;;
+esac
+case "$NODE" in
+  /home/*|/root/*) die "Node.js is at $NODE, in a home directory the service cannot see (ProtectHome=yes). $NODE_HELP" ;;
+esac
+NPM=$(command -v npm || true)
+[ -n "$NPM" ] || die "npm is missing (Debian packages it apart: apt-get install npm). $NODE_HELP"
+say "Node.js $NODE_VERSION at $NODE"
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -n "$ROOT" ]; then
+  mkdir -p "$ROOT"
+  ROOT=$(cd "$ROOT" && pwd)
+  [ "$ROOT" != / ] || ROOT=""
+fi
+IS_ROOT=0
+[ "$(id -u)" -ne 0 ] || IS_ROOT=1
+[ -n "$ROOT" ] || [ "$IS_ROOT" = 1 ] || die "run as root: sudo $0"
+[ "$IS_ROOT" = 1 ] || [ "$ADD_USER" = 0 ] || die "adding the user uplink to $ROOT/etc/passwd needs root: run as root, or add --no-user"
+
+APP="$ROOT/opt/uplink"
+ETC="$ROOT/etc/uplink"
+STATE="$ROOT/var/lib/uplink"
+UNIT_DIR="$ROOT/etc/systemd/system"
+BIN_DIR="$ROOT/usr/local/bin"
+SYSUSERS_DIR="$ROOT/usr/local/lib/sysusers.d"
+
+# Native modules (better-sqlite3, unix-dgram) compile when no prebuilt binary fits.
+need_build_tools() {
+  local missing=()
+  command -v make >/dev/null || missing+=(make)
+  command -v g++ >/dev/null || missing+=(g++)
+  command -v python3 >/dev/null || missing+=(python3)
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  if [ "$APT" = 1 ] && [ -z "$ROOT" ] && command -v apt-get >/dev/null; then
+    say "installing build tools for the native modules: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends build-essential python3
+  else
+    die "native modules need ${missing[*]}: apt-get install build-essential python3"
+  fi
+}
+
+# In a checkout owned by someone else, build as that user, so the checkout stays theirs.
+OWNER=$(stat -c %U "$SRC")
+as_owner() {
+  if [ "$IS_ROOT" = 1 ] && [ "$OWNER" != root ] && command -v runuser >/dev/null; then
+    runuser -u "$OWNER" -- env HOME="$(getent passwd "$OWNER" | cut -d: -f6)" "$@"
+  else
+    "$@"
+  fi
+}
+
+# --- dist/ ---------------------------------------------------------------------------------
+if [ -d "$SRC/src" ] && [ "$BUILD" = 1 ]; then
+  if [ ! -f "$SRC/node_modules/.package-lock.json" ] || [ "$SRC/package-lock.json" -nt "$SRC/node_modules/.package-lock.json" ]; then
+    need_build_tools
+    say "installing the build dependencies in $SRC (npm ci)"
+    (cd "$SRC" && as_owner "$NPM" ci --no-audit --no-fund)
+  fi
+  if [ ! -f "$SRC/dist/cli.js" ] || [ -n "$(find "$SRC/src" "$SRC/package.json" -newer "$SRC/dist/cli.js" -print -quit)" ]; then
+    say "building dist/ (npm run build)"
+    (cd "$SRC" && as_owner "$NPM" run build)
+  fi
+fi
+[ -f "$SRC/dist/cli.js" ] || die "$SRC/dist/cli.js is missing: run 'npm ci && npm run build' in $SRC (or drop --no-build)"
+
+# --- the app, staged next to /opt/uplink and swapped in whole --------------------------------
+mkdir -p "$ROOT/opt"
+STAGE=$(mktemp -d "$ROOT/opt/.uplink.new.XXXXXX")
+PACK=$(mktemp -d)
+trap 'rm -rf "$STAGE" "$PACK"' EXIT
+# npm pack takes exactly the files a package ships (package.json "files"): dist, schema, systemd, scripts, README.
+TARBALL=$(cd "$SRC" && "$NPM" pack --silent --pack-destination "$PACK" | tail -n 1)
+tar -xzf "$PACK/$TARBALL" -C "$STAGE" --strip-components=1 --no-same-owner
+cp "$SRC/package-lock.json" "$STAGE/"
+chmod 0755 "$STAGE" "$STAGE/dist/cli.js"
+
+if [ -f "$SRC/node_modules/.package-lock.json" ] && [ -d "$SRC/node_modules/better-sqlite3/build" ]; then
+  # The checkout's modules were built here for this Node: copy them and drop the development ones.
+  say "production dependencies: from $SRC/node_modules (npm prune --omit=dev)"
+  cp -a "$SRC/node_modules" "$STAGE/node_modules"
+  (cd "$STAGE" && "$NPM" prune --omit=dev --no-audit --no-fund >/dev/null)
+else
+  need_build_tools
+  say "production dependencies: npm ci --omit=dev"
+  (cd "$STAGE" && "$NPM" ci --omit=dev --no-audit --no-fund)
+fi
+if ! "$NODE" "$STAGE/dist/cli.js" --version >/dev/null 2>&1; then
+  # Modules built for another Node version: build them again for this one.
+  need_build_tools
+  (cd "$STAGE" && "$NPM" rebuild >/dev/null)
+fi
+VERSION=$("$NODE" "$STAGE/dist/cli.js" --version) || die "the staged app does not run: $NODE $STAGE/dist/cli.js --version"
+(cd "$STAGE" && "$NODE" -e "require('unix-dgram')" 2>/dev/null) ||
+  die "the native module unix-dgram did not build, and without it systemd never hears that uplink started (Type=notify): apt-get install build-essential python3, then run this again"
+
+# An upgrade must not swap in a version that refuses the config in use.
+if [ -f "$ETC/uplink.yaml" ]; then
+  if ! CHECK=$("$NODE" "$STAGE/dist/cli.js" check-config --config "$ETC/uplink.yaml" 2>&1); then
+    if [ -z "$ROOT" ]; then
+      die "uplink $VERSION does not accept $ETC/uplink.yaml; nothing was changed. Fix it and run this again:
+$CHECK"
+    fi
+    # Under --root, the files the config names are on the target system, not here.
+    say "note: check-config of $ETC/uplink.yaml failed here (its files are on the target system): $CHECK"
+  fi
+fi
+
+[ "$IS_ROOT" = 0 ] || chown -R 0:0 "$STAGE"
+if [ -d "$APP" ]; then
+  mv "$APP" "$STAGE.old"
+  mv "$STAGE" "$APP"
+  rm -rf "$STAGE.old"
+  say "upgraded $APP to uplink $VERSION"
+else
+  mv "$STAGE" "$APP"
+  say "installed uplink $VERSION to $APP"
+fi
+mkdir -p "$BIN_DIR"
+ln -sfn /opt/uplink/dist/cli.js "$BIN_DIR/uplink"
+
+# --- the user ------------------------------------------------------------------------------
+install -D -m 0644 "$APP/systemd/uplink.sysusers" "$SYSUSERS_DIR/uplink.conf"
+if [ "$ADD_USER" = 0 ]; then
+  say "user uplink not added (--no-user)"
+elif command -v systemd-sysusers >/dev/null; then
+  if [ -n "$ROOT" ]; then systemd-sysusers --root="$ROOT" "$SYSUSERS_DIR/uplink.conf"; else systemd-sysusers "$SYSUSERS_DIR/uplink.conf"; fi
+elif [ -z "$ROOT" ]; then
+  getent passwd uplink >/dev/null ||
+    useradd --system --user-group --home-dir /var/lib/uplink --no-create-home --shell /usr/sbin/nologin --comment "uplink edge gateway" uplink
+  usermod -a -G dialout uplink
+else
+  die "systemd-sysusers is needed to add the user under --root"
+fi
+UID_=""
+GID_=""
+if [ "$ADD_USER" = 1 ]; then
+  # Numbers from the target's own files: under --root, the host's names mean nothing.
+  UID_=$(awk -F: '$1 == "uplink" { print $3 }' "$ROOT/etc/passwd")
+  GID_=$(awk -F: '$1 == "uplink" { print $3 }' "$ROOT/etc/group")
+  [ -n "$UID_" ] && [ -n "$GID_" ] || die "the user uplink was not created in $ROOT/etc/passwd"
+fi
+own() { [ "$IS_ROOT" = 0 ] || [ "$ADD_USER" = 0 ] || chown "$@"; }
+
+# --- config and spool ----------------------------------------------------------------------
+install -d -m 0750 "$ETC"
+own "0:$GID_" "$ETC"
+if [ -e "$ETC/uplink.yaml" ]; then
+  say "kept $ETC/uplink.yaml"
+else
+  install -m 0640 "$APP/systemd/uplink.example.yaml" "$ETC/uplink.yaml"
+  own "0:$GID_" "$ETC/uplink.yaml"
+  say "wrote $ETC/uplink.yaml from the example: edit it (upstream, routes), then: systemctl restart uplink"
+fi
+install -d -m 0750 "$STATE"
+own "$UID_:$GID_" "$STATE"
+
+# --- the unit ------------------------------------------------------------------------------
+mkdir -p "$UNIT_DIR"
+sed "s#^ExecStart=/usr/bin/node #ExecStart=$NODE #" "$APP/systemd/uplink.service" > "$UNIT_DIR/.uplink.service.new"
+chmod 0644 "$UNIT_DIR/.uplink.service.new"
+mv "$UNIT_DIR/.uplink.service.new" "$UNIT_DIR/uplink.service"
+
+if [ "$SYSTEMCTL" = 0 ]; then
+  say "unit installed, not enabled (--no-systemctl): systemctl daemon-reload && systemctl enable --now uplink"
+elif [ -n "$ROOT" ] || [ ! -d /run/systemd/system ]; then
+  # No running systemd to talk to (an image, a container): enable by the files alone.
+  systemctl --root="${ROOT:-/}" enable uplink.service >/dev/null 2>&1 || die "systemctl --root=${ROOT:-/} enable uplink.service failed"
+  say "unit enabled (offline); it starts at the next boot"
+else
+  systemctl daemon-reload
+  systemctl enable uplink.service
+  if systemctl is-active --quiet uplink.service; then
+    systemctl restart uplink.service
+    say "restarted uplink.service"
+  else
+    systemctl start uplink.service
+    say "started uplink.service"
+  fi
+  say "see it with: uplink status   journalctl -u uplink -f"
+fi
