@@ -9,9 +9,10 @@ import rhea, { type Connection, type ConnectionOptions, type Container, type Eve
 import { Backoff } from '../../core/backoff.js';
 import { GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { Upstream, UpstreamLink, UpstreamState } from '../interface.js';
+import type { DownlinkSource, Upstream, UpstreamLink, UpstreamReceiver, UpstreamReceiverOptions, UpstreamState } from '../interface.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
 import { abandon } from './abandon.js';
+import { AmqpReceiverLink } from './receiver-link.js';
 import { AmqpSenderLink, type DeliveryMode } from './sender-link.js';
 import { readTlsFiles, sameMaterial, type TlsMaterial, type TlsPaths } from './tls-files.js';
 
@@ -31,11 +32,12 @@ export interface AmqpUpstreamOptions {
   linkRetryMs?: number;
 }
 
-export class AmqpUpstream implements Upstream {
+export class AmqpUpstream implements Upstream, DownlinkSource {
   readonly #options: AmqpUpstreamOptions;
   readonly #log: Logger;
   readonly #backoff: Backoff;
   readonly #links = new Map<string, AmqpSenderLink>();
+  readonly #receivers = new Set<AmqpReceiverLink>();
   readonly #listeners = new Set<(state: UpstreamState) => void>();
   #container: Container | undefined;
   #connection: Connection | undefined;
@@ -67,6 +69,8 @@ export class AmqpUpstream implements Upstream {
   }
 
   async stop(): Promise<void> {
+    // Outcomes the consumers already decided are written before the connection goes.
+    await Promise.all([...this.#receivers].map((receiver) => receiver.flush()));
     this.#stopping = true;
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#connectTimer);
@@ -75,6 +79,7 @@ export class AmqpUpstream implements Upstream {
     const connection = this.#connection;
     this.#connection = undefined;
     for (const link of this.#links.values()) link.detach();
+    for (const receiver of this.#receivers) receiver.detach();
     if (connection !== undefined && connection.is_open()) {
       // Wait for the broker to close its end too; rhea clears its timers only then.
       await new Promise<void>((resolve) => {
@@ -98,6 +103,18 @@ export class AmqpUpstream implements Upstream {
       if (this.#connected && this.#connection !== undefined) link.attach(this.#connection);
     }
     return link;
+  }
+
+  /** A receiver for `options.address` (downlink), attached now if connected and after every reconnect. */
+  receiver(options: UpstreamReceiverOptions): UpstreamReceiver {
+    const receiver: AmqpReceiverLink = new AmqpReceiverLink({
+      ...options, log: this.#log,
+      onError: (error) => this.#receiverFailed(receiver, error),
+      onClose: () => this.#receivers.delete(receiver),
+    });
+    this.#receivers.add(receiver);
+    if (this.#connected && this.#connection !== undefined) receiver.attach(this.#connection);
+    return receiver;
   }
 
   state(): UpstreamState {
@@ -177,6 +194,7 @@ export class AmqpUpstream implements Upstream {
       log.info({ sasl: this.#options.sasl }, 'upstream connected');
       this.#setConnected(true);
       for (const link of this.#links.values()) link.attach(connection);
+      for (const receiver of this.#receivers) receiver.attach(connection);
     });
     connection.on('connection_error', (ctx: EventContext) => {
       failure = translateAmqpError(ctx.connection.error ?? ctx.error, `upstream ${redact(url.href)}`);
@@ -194,6 +212,7 @@ export class AmqpUpstream implements Upstream {
       this.#connection = undefined;
       const wasConnected = this.#connected;
       for (const link of this.#links.values()) link.detach();
+      for (const receiver of this.#receivers) receiver.detach();
       this.#setConnected(false);
       connection.removeAllListeners();
       connection.on('error', () => {});
@@ -250,6 +269,17 @@ export class AmqpUpstream implements Upstream {
       const link = this.#links.get(address);
       if (!this.#stopping && this.#connected && this.#connection !== undefined && link !== undefined && !link.attached) {
         link.attach(this.#connection);
+      }
+    }, this.#options.linkRetryMs ?? 5000);
+    this.#linkTimers.add(timer);
+  }
+
+  #receiverFailed(receiver: AmqpReceiverLink, error: UpstreamError): void {
+    this.#recordError(error);
+    const timer = setTimeout(() => {
+      this.#linkTimers.delete(timer);
+      if (!this.#stopping && this.#connected && this.#connection !== undefined && !receiver.closed && !receiver.attached) {
+        receiver.attach(this.#connection);
       }
     }, this.#options.linkRetryMs ?? 5000);
     this.#linkTimers.add(timer);
