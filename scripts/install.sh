@@ -6,11 +6,13 @@
 #
 # What it does, each step safe to repeat (running it twice gives the same result; an upgrade
 # keeps the config and the spool):
-#   - checks for Node.js >= 20, and says how to get it if it is missing or too old;
+#   - checks for Node.js >= 20.19, and says how to get it if it is missing or too old;
 #   - builds dist/ in a checkout when it is missing or older than src/;
 #   - installs the app to /opt/uplink with production dependencies only, replacing an older one;
 #   - creates the system user uplink (group dialout, for serial ports) with systemd-sysusers;
 #   - writes /etc/uplink/uplink.yaml from the example only if there is none (never overwrites);
+#   - has the USB serial drivers (usbserial, cdc_acm) loaded at boot (/etc/modules-load.d/uplink.conf)
+#     and loads them now, so that adapters plugged in while the service runs may be opened;
 #   - installs /etc/systemd/system/uplink.service, enables it, and starts (or restarts) it.
 #
 # Options:
@@ -50,27 +52,44 @@ while [ $# -gt 0 ]; do
 done
 
 # --- Node.js -------------------------------------------------------------------------------
-NODE_HELP="Install Node.js 20 or newer system-wide, then run this again:
+NODE_HELP="Install Node.js 20.19 or newer system-wide, then run this again:
   - Debian 13 / Raspberry Pi OS 13:  sudo apt-get install nodejs npm
   - Debian 12 / Raspberry Pi OS 12 (their nodejs is 18): NodeSource's packages,
       curl -fsSL https://deb.nodesource.com/setup_22.x | sudo -E bash - && sudo apt-get install -y nodejs
   - or the official binaries from https://nodejs.org/en/download (linux-arm64, linux-armv7l, linux-x64)
     unpacked under /usr/local.
 A Node.js under a home directory (nvm) will not do: the service runs as its own user."
+# NODE is the node as found on PATH, and goes into ExecStart as it is: /usr/local/bin/node is often
+# a link into a versioned directory, which a Node.js upgrade replaces and links anew. NODE_REAL,
+# the file it resolves to, is only checked (it must be where the service can see it).
 NODE=$(command -v node || true)
 [ -n "$NODE" ] || die "Node.js is not installed. $NODE_HELP"
-NODE=$(readlink -f "$NODE")
+case "$NODE" in
+  /*) ;;
+  *) NODE="$(cd "$(dirname "$NODE")" && pwd)/$(basename "$NODE")" ;; # a relative PATH entry
+esac
+NODE_REAL=$(readlink -f "$NODE")
 NODE_VERSION=$("$NODE" -p 'process.versions.node' 2>/dev/null || echo unknown)
 case "$NODE_VERSION" in
-  [0-9]*) [ "${NODE_VERSION%%.*}" -ge 20 ] || die "Node.js $NODE_VERSION ($NODE) is too old: uplink needs 20 or newer. $NODE_HELP" ;;
+  # 20.19: the first 20.x whose require() loads ES modules (the Node-RED nodes are loaded so).
+  [0-9]*) node_major=${NODE_VERSION%%.*}; node_minor=${NODE_VERSION#*.}; node_minor=${node_minor%%.*}
+    { [ "$node_major" -gt 20 ] || { [ "$node_major" -eq 20 ] && [ "$node_minor" -ge 19 ]; }; } ||
+      die "Node.js $NODE_VERSION ($NODE) is too old: uplink needs 20.19 or newer. $NODE_HELP" ;;
   *) die "cannot run $NODE. $NODE_HELP" ;;
 esac
+for path in "$NODE" "$NODE_REAL"; do
+  case "$path" in
+    /home/*|/root/*) die "Node.js is at $path, in a home directory the service cannot see (ProtectHome=yes). $NODE_HELP" ;;
+  esac
+done
+# systemd refuses an executable name with a quote, a backslash or a control character, and would
+# split one with a space.
 case "$NODE" in
-  /home/*|/root/*) die "Node.js is at $NODE, in a home directory the service cannot see (ProtectHome=yes). $NODE_HELP" ;;
+  *[[:space:][:cntrl:]\"\'\\]*) die "the path of Node.js, '$NODE', has a space, a quote or a backslash, which systemd does not take in ExecStart=: link it from a plain path (ln -s \"$NODE_REAL\" /usr/local/bin/node) and put that first on PATH" ;;
 esac
 NPM=$(command -v npm || true)
 [ -n "$NPM" ] || die "npm is missing (Debian packages it apart: apt-get install npm). $NODE_HELP"
-say "Node.js $NODE_VERSION at $NODE"
+if [ "$NODE_REAL" = "$NODE" ]; then say "Node.js $NODE_VERSION at $NODE"; else say "Node.js $NODE_VERSION at $NODE ($NODE_REAL)"; fi
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 if [ -n "$ROOT" ]; then
@@ -89,6 +108,7 @@ STATE="$ROOT/var/lib/uplink"
 UNIT_DIR="$ROOT/etc/systemd/system"
 BIN_DIR="$ROOT/usr/local/bin"
 SYSUSERS_DIR="$ROOT/usr/local/lib/sysusers.d"
+MODULES_LOAD="$ROOT/etc/modules-load.d/uplink.conf"
 
 # Native modules (better-sqlite3, unix-dgram) compile when no prebuilt binary fits.
 need_build_tools() {
@@ -136,9 +156,10 @@ STAGE=$(mktemp -d "$ROOT/opt/.uplink.new.XXXXXX")
 PACK=$(mktemp -d)
 trap 'rm -rf "$STAGE" "$PACK"' EXIT
 # npm pack takes exactly the files a package ships (package.json "files"): dist, schema, systemd, scripts, README.
-TARBALL=$(cd "$SRC" && "$NPM" pack --silent --pack-destination "$PACK" | tail -n 1)
+TARBALL=$(cd "$SRC" && "$NPM" pack --loglevel=error --pack-destination "$PACK" | tail -n 1)
 tar -xzf "$PACK/$TARBALL" -C "$STAGE" --strip-components=1 --no-same-owner
-cp "$SRC/package-lock.json" "$STAGE/"
+# A checkout has a lock file; an unpacked `npm pack` tarball has none (npm never packs it).
+[ ! -f "$SRC/package-lock.json" ] || cp "$SRC/package-lock.json" "$STAGE/"
 chmod 0755 "$STAGE" "$STAGE/dist/cli.js"
 
 if [ -f "$SRC/node_modules/.package-lock.json" ] && [ -d "$SRC/node_modules/better-sqlite3/build" ]; then
@@ -146,19 +167,32 @@ if [ -f "$SRC/node_modules/.package-lock.json" ] && [ -d "$SRC/node_modules/bett
   say "production dependencies: from $SRC/node_modules (npm prune --omit=dev)"
   cp -a "$SRC/node_modules" "$STAGE/node_modules"
   (cd "$STAGE" && "$NPM" prune --omit=dev --no-audit --no-fund >/dev/null)
-else
+elif [ -f "$STAGE/package-lock.json" ]; then
   need_build_tools
   say "production dependencies: npm ci --omit=dev"
   (cd "$STAGE" && "$NPM" ci --omit=dev --no-audit --no-fund)
-fi
-if ! "$NODE" "$STAGE/dist/cli.js" --version >/dev/null 2>&1; then
-  # Modules built for another Node version: build them again for this one.
+else
   need_build_tools
-  (cd "$STAGE" && "$NPM" rebuild >/dev/null)
+  say "production dependencies: npm install --omit=dev (no package-lock.json: the newest versions package.json allows)"
+  (cd "$STAGE" && "$NPM" install --omit=dev --no-audit --no-fund)
+fi
+# Loads both native modules for real: better-sqlite3 loads its binding only when a database is
+# opened (so `cli.js --version` proves nothing), unix-dgram when it is required. CommonJS: the
+# package itself is "type": "module", and require() resolves from $STAGE.
+probe_native() {
+  (cd "$STAGE" && "$NODE" --input-type=commonjs -e "new (require('better-sqlite3'))(':memory:').close(); require('unix-dgram')" 2>&1)
+}
+if ! PROBE=$(probe_native); then
+  # Modules built for another Node version (or another machine): build them again for this one.
+  say "the native modules do not load with Node.js $NODE_VERSION; rebuilding them (npm rebuild)"
+  need_build_tools
+  REBUILD_FAILED=""
+  REBUILD=$(cd "$STAGE" && "$NPM" rebuild 2>&1) || REBUILD_FAILED=1
+  PROBE=$(probe_native) || die "the native modules (better-sqlite3 for the spool, unix-dgram for systemd notify) do not load with Node.js $NODE_VERSION ($NODE), even after npm rebuild${REBUILD_FAILED:+, which failed}; nothing was changed. Install the build tools (apt-get install build-essential python3) and run this again.
+$(printf '%s\n' "$PROBE" | head -n 5)${REBUILD_FAILED:+
+npm rebuild: $(printf '%s\n' "$REBUILD" | tail -n 5)}"
 fi
 VERSION=$("$NODE" "$STAGE/dist/cli.js" --version) || die "the staged app does not run: $NODE $STAGE/dist/cli.js --version"
-(cd "$STAGE" && "$NODE" -e "require('unix-dgram')" 2>/dev/null) ||
-  die "the native module unix-dgram did not build, and without it systemd never hears that uplink started (Type=notify): apt-get install build-essential python3, then run this again"
 
 # An upgrade must not swap in a version that refuses the config in use.
 if [ -f "$ETC/uplink.yaml" ]; then
@@ -221,9 +255,31 @@ fi
 install -d -m 0750 "$STATE"
 own "$UID_:$GID_" "$STATE"
 
+# --- USB serial drivers ----------------------------------------------------------------------
+# The unit's DeviceAllow=char-ttyUSB / char-ttyACM are looked up in /proc/devices when it starts,
+# and exist only once these drivers are loaded (see systemd/uplink.service): load them at every
+# boot, and now, before the unit (re)starts. The file is ours: it is replaced on every install.
+install -D -m 0644 "$APP/systemd/uplink.modules-load.conf" "$MODULES_LOAD"
+if [ -z "$ROOT" ] && [ "$IS_ROOT" = 1 ]; then
+  if ! command -v modprobe >/dev/null; then
+    say "note: no modprobe here, so usbserial and cdc_acm are not loaded now (at boot they are: $MODULES_LOAD)"
+  elif MODPROBE=$(modprobe -a usbserial cdc_acm 2>&1); then
+    say "loaded the USB serial drivers (usbserial, cdc_acm); at boot: $MODULES_LOAD"
+  else
+    say "note: modprobe -a usbserial cdc_acm failed, fine for a kernel with them built in: ${MODPROBE:-no message}"
+  fi
+fi
+
 # --- the unit ------------------------------------------------------------------------------
 mkdir -p "$UNIT_DIR"
-sed "s#^ExecStart=/usr/bin/node #ExecStart=$NODE #" "$APP/systemd/uplink.service" > "$UNIT_DIR/.uplink.service.new"
+# ExecStart= on the node found on PATH. Escaped twice: for systemd (its specifiers start with %;
+# in the executable name $ is taken as it is, and the characters it refuses were refused above),
+# then for the sed replacement (\, &, # the delimiter, and / for good measure).
+UNIT_NODE=$(printf '%s' "$NODE" | sed -e 's/%/%%/g')
+SED_NODE=$(printf '%s' "$UNIT_NODE" | sed -e 's/[\/&#\\]/\\&/g')
+sed "s#^ExecStart=/usr/bin/node #ExecStart=$SED_NODE #" "$APP/systemd/uplink.service" > "$UNIT_DIR/.uplink.service.new"
+grep -qF "ExecStart=$UNIT_NODE /opt/uplink/dist/cli.js " "$UNIT_DIR/.uplink.service.new" ||
+  die "could not write ExecStart= for $NODE into $UNIT_DIR/uplink.service"
 chmod 0644 "$UNIT_DIR/.uplink.service.new"
 mv "$UNIT_DIR/.uplink.service.new" "$UNIT_DIR/uplink.service"
 

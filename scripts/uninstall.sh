@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Removes what scripts/install.sh installed: stops and disables uplink.service, removes the unit,
-# /opt/uplink and /usr/local/bin/uplink. Keeps the config (/etc/uplink), the spool
-# (/var/lib/uplink) and the user uplink that owns them, unless --purge.
+# /opt/uplink, /usr/local/bin/uplink and /etc/modules-load.d/uplink.conf. Keeps the config
+# (/etc/uplink), the spool (/var/lib/uplink), the user uplink that owns them, and local changes
+# to the unit (/etc/systemd/system/uplink.service.d, from `systemctl edit uplink`), unless --purge.
 #
 #   sudo scripts/uninstall.sh [--purge]
 #
 # Options:
 #   --purge          also delete /etc/uplink, /var/lib/uplink (readings not yet forwarded are
-#                    lost) and the user uplink
+#                    lost), the user uplink and /etc/systemd/system/uplink.service.d
 #   --root DIR       uninstall from DIR as from the root of another system (see install.sh)
 #   --no-systemctl   do not run systemctl
 set -euo pipefail
@@ -42,6 +43,8 @@ APP="$ROOT/opt/uplink"
 ETC="$ROOT/etc/uplink"
 STATE="$ROOT/var/lib/uplink"
 UNIT="$ROOT/etc/systemd/system/uplink.service"
+DROP_INS="$ROOT/etc/systemd/system/uplink.service.d"
+MODULES_LOAD="$ROOT/etc/modules-load.d/uplink.conf"
 LINK="$ROOT/usr/local/bin/uplink"
 SYSUSERS="$ROOT/usr/local/lib/sysusers.d/uplink.conf"
 
@@ -63,13 +66,19 @@ if [ "$SYSTEMCTL" = 1 ] && [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
 fi
 [ ! -L "$LINK" ] || rm -f "$LINK"
 rm -rf "$APP"
-say "removed the unit, $APP and $LINK"
+# The drivers stay loaded until the next boot (other USB serial users may need them anyway).
+rm -f "$MODULES_LOAD"
+say "removed the unit, $APP, $LINK and $MODULES_LOAD"
 
 if [ "$PURGE" = 0 ]; then
-  say "kept $ETC (config), $STATE (the spool) and the user uplink; delete them with --purge"
+  if [ -d "$DROP_INS" ]; then
+    say "kept $ETC (config), $STATE (the spool), the user uplink and $DROP_INS (systemctl edit); delete them with --purge"
+  else
+    say "kept $ETC (config), $STATE (the spool) and the user uplink; delete them with --purge"
+  fi
   exit 0
 fi
-rm -rf "$ETC" "$STATE"
+rm -rf "$ETC" "$STATE" "$DROP_INS"
 if grep -q '^uplink:' "$ROOT/etc/passwd" 2>/dev/null; then
   if [ -n "$ROOT" ]; then userdel --root "$ROOT" uplink; else userdel uplink; fi
 fi
@@ -77,4 +86,4 @@ if grep -q '^uplink:' "$ROOT/etc/group" 2>/dev/null; then
   if [ -n "$ROOT" ]; then groupdel --root "$ROOT" uplink; else groupdel uplink; fi
 fi
 rm -f "$SYSUSERS"
-say "purged $ETC, $STATE and the user uplink"
+say "purged $ETC, $STATE, $DROP_INS and the user uplink"

@@ -146,9 +146,9 @@ async function runCommand(args: string[]): Promise<number> {
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) {
+        // The line is written before exit: the log's destination writes synchronously.
         log.warn({ signal }, 'second signal while stopping: exiting now');
-        resolve(1);
-        return;
+        process.exit(1);
       }
       stopping = true;
       log.info({ signal }, 'stopping');
@@ -166,6 +166,11 @@ async function runCommand(args: string[]): Promise<number> {
       reload(gateway, file).catch((err: unknown) => log.error({ err }, 'SIGHUP: reload failed'));
     });
     gateway.start().catch((err: unknown) => {
+      if (stopping) {
+        // A signal came during the start; the stop decides the exit code once it is done.
+        log.warn({ err: messageOf(err) }, 'start failed while stopping');
+        return;
+      }
       log.fatal({ err, code: err instanceof GatewayError ? err.code : undefined }, `cannot start: ${messageOf(err)}`);
       resolve(1);
     });
@@ -174,12 +179,13 @@ async function runCommand(args: string[]): Promise<number> {
 
 /**
  * SIGHUP: reads the config file again, applies what can change while running (the log level),
- * re-reads the certificates, and names every other changed key as needing a restart. An invalid
- * file changes nothing but the certificates, and says why.
+ * re-reads the upstream certificates, and names everything else that changed as needing a
+ * restart: other keys, and new contents of the MQTT TLS files or of mqtt.usersFile. An invalid
+ * file changes no key, and says why. The rules: src/ops/reload.ts.
  */
 async function reload(gateway: Gateway, file: string | undefined): Promise<void> {
   const log = gateway.log;
-  log.info({ config: file ?? '(defaults)' }, 'SIGHUP: reloading (the log level and the certificates; other changes need a restart)');
+  log.info({ config: file ?? '(defaults)' }, 'SIGHUP: reloading (the log level and the upstream certificates; other changes need a restart)');
   let next: Config | undefined;
   if (file !== undefined) {
     try {
@@ -188,10 +194,14 @@ async function reload(gateway: Gateway, file: string | undefined): Promise<void>
       log.error({ config: file, error: messageOf(err) }, 'SIGHUP: the config file is not valid; keeping the running config (certificates are still read again)');
     }
   }
-  const { applied, restartNeeded } = await gateway.reload(next);
-  log.info({ applied }, `SIGHUP: reloaded ${applied.length === 0 ? 'nothing' : applied.join(', ')}`);
+  const { applied, unchanged, failed, restartNeeded } = await gateway.reload(next);
+  log.info({ applied, unchanged }, `SIGHUP: reloaded ${applied.length === 0 ? 'nothing' : applied.join(', ')}` +
+    `${unchanged.length === 0 ? '' : ` (${unchanged.join(', ')}: unchanged)`}`);
+  if (failed.length > 0) {
+    log.error({ failed }, `SIGHUP: could not read again: ${failed.join(', ')}; the running ones stay (the log above says why)`);
+  }
   if (restartNeeded.length > 0) {
-    log.warn({ restartNeeded, config: file }, `SIGHUP: the config file changed in keys that need a restart to take effect: ${restartNeeded.join(', ')} (systemctl restart uplink)`);
+    log.warn({ restartNeeded, config: file }, `SIGHUP: changes that need a restart to take effect: ${restartNeeded.join(', ')} (systemctl restart uplink)`);
   }
 }
 

@@ -4,15 +4,16 @@
  */
 import { mkdir, access, constants } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { performance } from 'node:perf_hooks';
 import type { Config } from './config/schema.js';
 import { GatewayError } from './core/errors.js';
 import type { Logger } from './core/logger.js';
-import { changedPaths } from './ops/config-diff.js';
 import { OpsServer } from './ops/http-server.js';
 import { createLogger, type AppLogger } from './ops/log.js';
 import { createMetrics } from './ops/metrics.js';
 import { Rates } from './ops/rates.js';
 import { Readiness } from './ops/readiness.js';
+import { fingerprintStartFiles, reloadConfig, type Fingerprints, type ReloadResult } from './ops/reload.js';
 import { SdNotify } from './ops/sd-notify.js';
 import { buildStatus, sum, type Listener } from './ops/status.js';
 import { Forwarder, type RouteInfo } from './forward/forwarder.js';
@@ -33,14 +34,8 @@ export interface GatewayOptions {
   tty?: boolean;
 }
 
-/** What a reload (SIGHUP) did: the keys applied, and the changed keys that need a restart. */
-export interface ReloadResult {
-  applied: string[];
-  restartNeeded: string[];
-}
-
-/** Config keys a running gateway can take over without a restart. */
-const RELOADABLE = new Set(['log.level']);
+/** What a reload (SIGHUP) did; the rules are in ops/reload.ts. */
+export type { ReloadResult } from './ops/reload.js';
 
 const LISTENER_PROTOCOL: Record<string, string> = { tcp: 'mqtt', tls: 'mqtts', websocket: 'mqtt-ws' };
 
@@ -67,7 +62,13 @@ export class Gateway {
   readonly #http: OpsServer;
   readonly #rates: Rates;
   #started: Component[] = [];
-  #startedAt = Date.now();
+  /** The start in progress, which stop() waits for. */
+  #starting: Promise<void> | undefined;
+  #stopRequested = false;
+  /** Monotonic (performance.now()): a Pi without a clock jumps years when NTP first syncs. */
+  #startedAt = performance.now();
+  /** Of the files read only at start (ops/reload.ts), taken just before the MQTT listeners read them. */
+  #fingerprints: Fingerprints = new Map();
 
   constructor(config: Config, log?: Logger, options: GatewayOptions = {}) {
     this.#config = config;
@@ -103,6 +104,7 @@ export class Gateway {
       wrap('spool', this.spool),
       ...(this.upstream === undefined ? [] : [wrap('upstream', this.upstream)]),
       ...(this.forwarder === undefined ? [] : [wrap('forward', this.forwarder)]),
+      { name: 'fingerprints', start: async () => { this.#fingerprints = await fingerprintStartFiles(config); }, stop: async () => {} },
       // Devices are let in last, once there is somewhere to put their readings; and out first.
       wrap('mqtt', this.mqtt),
       wrap('serial', this.serial),
@@ -113,7 +115,22 @@ export class Gateway {
     ];
   }
 
+  /**
+   * Starts the components in order. When one cannot start, those started before it are stopped
+   * and the error is thrown. A stop() meanwhile lets the component being started finish, starts
+   * no other, and this resolves without 'gateway started' (stop() then stops what did start).
+   */
   async start(): Promise<void> {
+    const starting = this.#start();
+    this.#starting = starting;
+    try {
+      await starting;
+    } finally {
+      if (this.#starting === starting) this.#starting = undefined;
+    }
+  }
+
+  async #start(): Promise<void> {
     const config = this.#config;
     if (config.upstream === undefined) {
       this.readiness.set('upstream', { ready: false, reason: 'no upstream configured: readings wait in the spool' });
@@ -121,43 +138,63 @@ export class Gateway {
     } else {
       this.readiness.set('upstream', { ready: false, reason: 'connecting to the upstream' });
     }
-    this.#startedAt = Date.now();
+    this.#startedAt = performance.now();
     for (const component of this.#components) {
+      if (this.#stopRequested) {
+        this.log.info({ before: component.name }, 'start interrupted by stop');
+        return;
+      }
       try {
         await component.start();
       } catch (err) {
-        await this.stop();
+        await this.#stopStarted();
         throw err;
       }
       this.#started.push(component);
     }
-    this.log.info({ dataDir: config.dataDir, mqtt: config.mqtt, http: config.http,
-      upstream: config.upstream?.url ?? null, routes: config.routes.length }, 'gateway started');
+    this.log.info(this.#summary(), 'gateway started');
+  }
+
+  /**
+   * What runs, for the log: listeners, auth mode and counts, never a whole config object (it
+   * holds password hashes, and whatever secret a later key adds).
+   */
+  #summary(): Record<string, unknown> {
+    const config = this.#config;
+    const mqtt = config.mqtt;
+    const http = this.#http.address();
+    return {
+      dataDir: config.dataDir,
+      listeners: [
+        ...this.mqtt.listening.map((l) => `${LISTENER_PROTOCOL[l.kind] ?? l.kind} ${l.host}:${l.port}`),
+        ...(http === undefined ? [] : [`http ${http.host}:${http.port}`]),
+      ],
+      mqtt: {
+        auth: mqtt.auth, users: mqtt.users.length, usersFile: mqtt.usersFile ?? null,
+        acl: mqtt.acl === undefined ? null : mqtt.acl.length, maxConnections: mqtt.maxConnections,
+      },
+      serial: config.serial.map((port) => port.name),
+      upstream: config.upstream === undefined ? null : { url: config.upstream.url, sasl: config.upstream.sasl },
+      routes: config.routes.length,
+    };
   }
 
   /**
    * SIGHUP: takes over what can change safely while running (the log level, from `next`, the
-   * config file read again) and re-reads the upstream certificates. Every other key that differs
-   * from the running config is returned as needing a restart.
+   * config file read again), re-reads the upstream certificates, and names what needs a restart:
+   * other changed keys, and new contents of files read only at start. The rules: ops/reload.ts.
    */
   async reload(next?: Config): Promise<ReloadResult> {
-    const applied: string[] = [];
-    let restartNeeded: string[] = [];
-    if (next !== undefined) {
-      const changed = changedPaths(this.#config, next);
-      const root = this.#rootLog;
-      if (changed.includes('log.level') && 'setLevel' in root) {
-        root.setLevel(next.log.level);
-        this.#config = { ...this.#config, log: { ...this.#config.log, level: next.log.level } };
-        applied.push('log.level');
-      }
-      restartNeeded = changed.filter((path) => !RELOADABLE.has(path) || !applied.includes(path));
-    }
-    if (this.upstream !== undefined) {
-      await this.upstream.reload();
-      applied.push('upstream certificates (read again)');
-    }
-    return { applied, restartNeeded };
+    const root = this.#rootLog;
+    const { result, running } = await reloadConfig({
+      running: this.#config,
+      next,
+      fingerprints: this.#fingerprints,
+      setLogLevel: 'setLevel' in root ? (level) => root.setLevel(level) : undefined,
+      upstream: this.upstream,
+    });
+    this.#config = running;
+    return result;
   }
 
   /** The document of GET /status. */
@@ -166,8 +203,7 @@ export class Gateway {
     return buildStatus({
       gatewayId: config.gatewayId,
       version: VERSION,
-      startedAt: this.#startedAt,
-      now: Date.now,
+      uptimeMs: () => performance.now() - this.#startedAt,
       readiness: () => this.readiness.snapshot(),
       listeners: () => {
         const listeners: Listener[] = this.mqtt.listening.map((l) => ({ protocol: LISTENER_PROTOCOL[l.kind] ?? l.kind, host: l.host, port: l.port }));
@@ -227,7 +263,18 @@ export class Gateway {
       : { ready: false, reason: state.lastError === undefined ? 'connecting to the upstream' : `upstream not connected: ${state.lastError.message}` });
   }
 
+  /**
+   * Stops what started, in reverse; a start in progress is let finish first (it starts no more).
+   * A gateway runs once: after stop(), start() starts nothing.
+   */
   async stop(): Promise<void> {
+    this.#stopRequested = true;
+    // Its failure is start()'s to report; here it only has to be over.
+    await this.#starting?.catch(() => {});
+    await this.#stopStarted();
+  }
+
+  async #stopStarted(): Promise<void> {
     const started = this.#started.reverse();
     this.#started = [];
     for (const component of started) {

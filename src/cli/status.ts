@@ -6,8 +6,7 @@
  * named in the file can still ask. Exit 0 when the gateway answered (ready or not: the text says
  * which), 1 when it does not answer, 2 on wrong usage.
  */
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ConfigSchema } from '../config/schema.js';
 import { readYaml } from '../config/yaml-source.js';
@@ -21,7 +20,8 @@ export const STATUS_HELP = `uplink status: how the running gateway does (asks it
                       Default: /etc/uplink/uplink.yaml if it exists, else 127.0.0.1:9464
   --json              print the JSON document of /status as it is
 
-Exit codes: 0 the gateway answered, 1 it did not (not running, or another port), 2 wrong usage.
+Exit codes: 0 the gateway answered, 1 it did not (not running, another port, or something
+else answers there), 2 wrong usage.
 `;
 
 export const DEFAULT_CONFIG_FILE = '/etc/uplink/uplink.yaml';
@@ -34,7 +34,9 @@ export async function statusCommand(args: string[], out: (text: string) => void,
   } catch (err) {
     throw new GatewayError('USAGE', `status: ${(err as Error).message}`);
   }
-  let file = values.config ?? (existsSync(defaultFile) ? defaultFile : undefined);
+  // Only a file that is not there means "no config": in /etc/uplink (root:uplink 0750) a user
+  // outside the group cannot even see whether it is (EACCES), and is told so below.
+  let file = values.config ?? (await isMissing(defaultFile) ? undefined : defaultFile);
   let hint = '';
   let endpoint: { host: string; port: number };
   try {
@@ -48,18 +50,37 @@ export async function statusCommand(args: string[], out: (text: string) => void,
   }
   const { host, port } = endpoint;
   const url = `http://${urlHost(host)}:${port}/status`;
-  let body: Record<string, unknown>;
+  let res: Response;
   try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    body = await res.json() as Record<string, unknown>;
+    res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
     throw new GatewayError('IO', `status: no uplink gateway answers at ${url} (${cause}). Is it running ('systemctl status uplink')` +
       `${file === undefined ? '' : `, with http.host/http.port as in ${file}`}?${hint}`, { cause: err });
   }
-  out(values.json === true ? `${JSON.stringify(body, null, 2)}\n` : summary(body as unknown as Status));
+  let body: unknown;
+  let problem: string | undefined;
+  try {
+    body = await res.json();
+    problem = res.ok ? statusProblem(body, values.json === true) : `HTTP ${res.status}`;
+  } catch (err) {
+    problem = res.ok ? `not JSON: ${(err as Error).message}` : `HTTP ${res.status}`;
+  }
+  if (problem !== undefined) {
+    throw new GatewayError('IO', `status: what answers at ${url} is not an uplink gateway's /status (${problem}). ` +
+      `Is another service on port ${port}? Set http.port${file === undefined ? '' : ` in ${file}`}, or --config FILE.${hint}`);
+  }
+  out(values.json === true ? `${JSON.stringify(body, null, 2)}\n` : summary(body as Status));
   return 0;
+}
+
+async function isMissing(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
+  }
 }
 
 /** The host and port of the http section (defaults when there is no file). */
@@ -102,6 +123,42 @@ interface Status {
   totals: { ingested: number; forwarded: number; rejected: Record<string, number> };
   rates: { windowSeconds: number; ingestedPerSecond: number; forwardedPerSecond: number };
   routes: Array<{ topic: string; address: string } & Figures>;
+}
+
+/**
+ * Why `body` is not a /status document the summary can print (undefined: it is). With `--json`
+ * only the identity is checked (it is printed as it is).
+ */
+function statusProblem(body: unknown, identityOnly: boolean): string | undefined {
+  if (!isObject(body)) return 'not a JSON object';
+  if (typeof body.gatewayId !== 'string' || typeof body.version !== 'string') return 'no gatewayId and version';
+  if (identityOnly) return undefined;
+  const numbers = (o: unknown, ...keys: string[]): boolean => isObject(o) && keys.every((k) => typeof o[k] === 'number');
+  const counts = (o: unknown): boolean => isObject(o) && Object.values(o).every((n) => typeof n === 'number');
+  const checks: Array<[string, boolean]> = [
+    ['uptimeSeconds', typeof body.uptimeSeconds === 'number'],
+    ['ready', typeof body.ready === 'boolean'],
+    ['conditions', isObject(body.conditions) && Object.values(body.conditions).every((c) => isObject(c) && typeof c.ready === 'boolean')],
+    ['upstream', body.upstream === null || (isObject(body.upstream) && typeof body.upstream.connected === 'boolean'
+      && typeof body.upstream.url === 'string' && numbers(body.upstream, 'credit', 'reconnects')
+      && (body.upstream.lastError === null || (isObject(body.upstream.lastError) && typeof body.upstream.lastError.message === 'string')))],
+    ['spool', numbers(body.spool, 'depth', 'bytes', 'inFlight', 'oldestAgeSeconds', 'deadLetters') && isObject(body.spool)
+      && counts(body.spool.dropped) && typeof body.spool.blocked === 'boolean' && typeof body.spool.diskFull === 'boolean'],
+    ['rates', numbers(body.rates, 'windowSeconds', 'ingestedPerSecond', 'forwardedPerSecond')],
+    ['totals', numbers(body.totals, 'ingested', 'forwarded') && isObject(body.totals) && counts(body.totals.rejected)],
+    ['listeners', Array.isArray(body.listeners) && body.listeners.every((l) => isObject(l) && typeof l.protocol === 'string'
+      && typeof l.host === 'string' && typeof l.port === 'number')],
+    ['serial', Array.isArray(body.serial) && body.serial.every((p) => isObject(p) && typeof p.name === 'string'
+      && typeof p.path === 'string' && typeof p.open === 'boolean')],
+    ['routes', Array.isArray(body.routes) && body.routes.every((r) => isObject(r) && typeof r.topic === 'string'
+      && typeof r.address === 'string' && numbers(r, 'ingested', 'forwarded', 'spooled'))],
+  ];
+  const bad = checks.filter(([, ok]) => !ok).map(([key]) => key);
+  return bad.length === 0 ? undefined : `unexpected ${bad.join(', ')}`;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
 export function summary(s: Status): string {

@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import type { z } from 'zod';
 import { GatewayError } from '../core/errors.js';
 import { checkCombinations, checkFiles, FILE_PATHS, valueAt } from './checks.js';
+import { checkTlsMaterial } from './tls-check.js';
 import { ConfigError, formatPath, type ConfigIssue, type PathSegment } from './issues.js';
 import { ConfigSchema, type Config } from './schema.js';
 import { unknownKeyMessage } from './suggest.js';
@@ -53,8 +54,10 @@ export function parseConfig(text: string, options: ParseOptions): Config {
       }
     }
   }
-  issues.push(...checkFiles(yaml.data, options.baseDir));
+  const fileIssues = checkFiles(yaml.data, options.baseDir);
+  issues.push(...fileIssues);
   if (result.success) issues.push(...checkCombinations(result.data as Config));
+  if (result.success && fileIssues.length === 0) issues.push(...checkTlsMaterial(result.data as Config, options.baseDir));
 
   if (issues.length > 0) {
     const located = issues.map((issue): ConfigIssue => {

@@ -141,6 +141,7 @@ export const TlsSchema = z.strictObject({
   ca: filePath.optional().describe('PEM file of the CA(s) that signed the broker certificate; the system CAs when unset'),
   cert: filePath.optional().describe('PEM file of the client certificate (needed for SASL EXTERNAL)'),
   key: filePath.optional().describe('PEM file of the client private key'),
+  passphrase: z.string().min(1).optional().describe('passphrase of an encrypted key file (an unencrypted key readable only by the uplink user is usual)'),
   servername: z.string().min(1).optional().describe('name checked against the broker certificate; the URL host when unset'),
 });
 
@@ -181,7 +182,7 @@ export const ConfigSchema = z.strictObject({
   http: z.strictObject({
     host: host.default('127.0.0.1'),
     port: port.default(9464),
-  }).prefault({}).describe('GET /metrics, /healthz, /readyz'),
+  }).prefault({}).describe('GET /metrics, /healthz, /readyz, /status'),
 });
 
 /** The config as written: what `uplink.yaml` may contain. */

@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'USAGE'
   | 'SPOOL_FULL'
   | 'SPOOL_CORRUPT'
+  | 'SPOOL_IN_USE'
   | 'DISK_FULL'
   | 'IO'
   | 'UPSTREAM_AUTH'

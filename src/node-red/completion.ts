@@ -14,11 +14,25 @@
  *   message has failed, at once. When no holder is left, the message is complete.
  *
  * Nodes send before they call done(), so the count reaches zero only after the last node is done.
- * Limits, documented in the node's help: a node that never calls done() (a node written before
- * Node-RED 1.0 whose input handler takes no `done`) holds the message forever, so `uplink in` has
- * an optional timeout; subflow instance nodes never call done() themselves, so they are not
- * counted (the nodes inside the subflow are); a node that calls done() before it sends (rare)
- * completes the message early.
+ * A message that no node receives (the source has no wires, or only wires to disabled nodes, or
+ * a hook dropped it) would never get there: the runtime routes a message synchronously inside
+ * `send` (its one-parameter hooks run in that call, and preDeliver fires before the delivery is
+ * queued on setImmediate), so a message that has no holder and no copy on its way by the next
+ * turn of the event loop after `send` is complete.
+ *
+ * Limits, documented in the node's help:
+ * - a node that never calls done() (a node written before Node-RED 1.0 whose input handler takes
+ *   no `done`, or one that reports a failure with node.error(err, msg) only) holds the message
+ *   until the caller's timeout;
+ * - subflow instance nodes never call done() themselves, so they are not counted (the nodes
+ *   inside the subflow are);
+ * - a node that calls done() before it sends (rare) completes the message early;
+ * - a preDeliver hook of another plugin that drops a copy after this one counted it leaves the
+ *   message held until the timeout;
+ * - asynchronous hooks of other plugins (an onSend, preRoute or preDeliver hook that takes a
+ *   callback or returns a promise) let the runtime route a copy later than `send`: if that is
+ *   after the next turn of the event loop, or after the sending node called done(), the count
+ *   reaches zero while the copy is still on its way, and the message completes early.
  */
 import type { HookEvent, Hooks } from './red-api.js';
 
@@ -59,11 +73,20 @@ export class CompletionTracker {
   }
 
   /**
-   * Follows the message with this id; call it before sending. `finish` runs once: without an
-   * argument when every node that got the message is done, with the error of the first `done(err)`.
+   * Follows the message with this id; call it just before sending, in the same turn of the event
+   * loop. `finish` runs once: without an argument when every node that got the message is done
+   * (or no node got it), with the error of the first `done(err)`.
    */
   track(msgId: string, finish: (error?: unknown) => void): void {
-    this.#tracked.set(msgId, { holders: 0, transit: new Map(), finish });
+    const tracked: Tracked = { holders: 0, transit: new Map(), finish };
+    this.#tracked.set(msgId, tracked);
+    // Queued before the send, so it runs before the runtime's own delivery (also on setImmediate).
+    setImmediate(() => {
+      if (this.#tracked.get(msgId) !== tracked || tracked.holders > 0 || tracked.transit.size > 0) return;
+      // Nothing received it and nothing is about to: the flow is done with it.
+      this.#tracked.delete(msgId);
+      tracked.finish();
+    });
   }
 
   /** Stops following a message (it timed out, say); its `finish` will not run. */

@@ -6,7 +6,7 @@ import { isUtf8 } from 'node:buffer';
 import type { Envelope } from '../core/envelope.js';
 import { GatewayError } from '../core/errors.js';
 import { newReadingId } from '../core/ids.js';
-import type { DownlinkMessage } from '../upstream/interface.js';
+import type { DownlinkMessage } from '../upstream/downlink.js';
 import type { NodeMessage } from './red-api.js';
 
 /** The reading for `msg`; the node's own topic, when set, wins over msg.topic (as in mqtt out). */

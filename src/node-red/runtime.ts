@@ -17,7 +17,8 @@ import { Router } from '../route/router.js';
 import type { SpoolStats } from '../spool/interface.js';
 import { SqliteSpool } from '../spool/sqlite/sqlite-spool.js';
 import { AmqpUpstream } from '../upstream/amqp/amqp-upstream.js';
-import type { UpstreamReceiver, UpstreamReceiverOptions, UpstreamState } from '../upstream/interface.js';
+import type { UpstreamReceiver, UpstreamReceiverOptions } from '../upstream/downlink.js';
+import type { UpstreamState } from '../upstream/interface.js';
 
 export interface UplinkSnapshot {
   gatewayId: string;
@@ -34,6 +35,8 @@ export interface UplinkRuntimeOptions {
   refreshMs?: number;
   /** Reconnect backoff (tests shorten it). */
   backoff?: { baseMs: number; capMs: number };
+  /** The AMQP container id of the connection; the gateway id when unset. */
+  containerId?: string;
 }
 
 export class UplinkRuntime {
@@ -66,6 +69,7 @@ export class UplinkRuntime {
       ...(upstream.username === undefined ? {} : { username: upstream.username }),
       ...(upstream.password === undefined ? {} : { password: upstream.password }),
       gatewayId: config.gatewayId,
+      ...(options.containerId === undefined ? {} : { containerId: options.containerId }),
       log: this.#log.child({ component: 'upstream' }),
       ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
     });

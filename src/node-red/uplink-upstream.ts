@@ -6,8 +6,8 @@
  *
  * The settings are checked by the gateway's own config loader (config/load.ts), so a Node-RED
  * upstream accepts exactly what `uplink.yaml` accepts, with the same `path: message` errors.
- * The SASL PLAIN user name and password are Node-RED credentials (kept in the credentials file,
- * encrypted, never exported with the flow).
+ * The SASL PLAIN user name and password, and the passphrase of an encrypted key, are Node-RED
+ * credentials (kept in the credentials file, encrypted, never exported with the flow).
  */
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -31,12 +31,18 @@ export interface UpstreamDef extends NodeDef {
   /** Relative paths are under Node-RED's user directory. Empty: uplink/<config node id>. */
   spoolDir?: string;
   policy?: 'block' | 'drop-oldest';
-  routes?: Array<{ topic: string; address: string; delivery?: string; priority?: number | string }>;
+  /** As in uplink.yaml; what the editor saves. */
+  routes?: Array<{
+    topic: string; address: string; delivery?: string; priority?: number | string; ttl?: number | string;
+    properties?: Record<string, string | number | boolean> | string;
+  }>;
 }
 
 export interface UpstreamCredentials {
   username: string;
   password: string;
+  /** Of an encrypted private key. */
+  passphrase: string;
 }
 
 /** What the other uplink nodes find through `RED.nodes.getNode(def.upstream)`. */
@@ -50,8 +56,9 @@ export interface UpstreamConfigNode extends Node<UpstreamCredentials> {
 
 /** The config the runtime runs on; throws a ConfigError listing every problem. */
 export function upstreamConfig(def: UpstreamDef, credentials: Partial<UpstreamCredentials>, userDir: string): Config {
-  const tls = Object.fromEntries((['ca', 'cert', 'key', 'servername'] as const)
+  const tls: Record<string, string> = Object.fromEntries((['ca', 'cert', 'key', 'servername'] as const)
     .filter((k) => typeof def[k] === 'string' && def[k].trim() !== '').map((k) => [k, def[k]!.trim()]));
+  if (tls.key !== undefined && credentials.passphrase) tls.passphrase = credentials.passphrase;
   const plain = def.sasl === 'plain';
   const raw = {
     ...(def.gatewayId ? { gatewayId: def.gatewayId } : {}),
@@ -69,6 +76,10 @@ export function upstreamConfig(def: UpstreamDef, credentials: Partial<UpstreamCr
         topic: r.topic, address: r.address,
         ...(r.delivery ? { delivery: r.delivery } : {}),
         ...(r.priority !== undefined && r.priority !== '' ? { priority: Number(r.priority) } : {}),
+        // Seconds, or text such as 7d, as in uplink.yaml.
+        ...(r.ttl !== undefined && r.ttl !== '' ? { ttl: /^\d+(\.\d+)?$/.test(String(r.ttl)) ? Number(r.ttl) : r.ttl } : {}),
+        // Anything but an object (text that was not JSON in the editor) fails in the loader, with its path.
+        ...(r.properties !== undefined && r.properties !== '' ? { properties: r.properties } : {}),
       })),
     } : {}),
     ...(def.policy ? { spool: { policy: def.policy } } : {}),
@@ -83,7 +94,8 @@ export default function register(RED: NodeAPI): void {
     const log = nodeLogger(this);
     try {
       const config = upstreamConfig(def, this.credentials ?? {}, RED.settings.userDir ?? join(homedir(), '.node-red'));
-      const uplink = new UplinkRuntime({ config, log });
+      // One connection per config node: brokers may refuse a container id that is connected already.
+      const uplink = new UplinkRuntime({ config, log, containerId: `${config.gatewayId}:${def.id}` });
       this.uplink = uplink;
       let started: Promise<UplinkRuntime> | undefined;
       this.use = () => {
@@ -107,6 +119,6 @@ export default function register(RED: NodeAPI): void {
     });
   }
   RED.nodes.registerType('uplink-upstream', UplinkUpstreamNode, {
-    credentials: { username: { type: 'text' }, password: { type: 'password' } },
+    credentials: { username: { type: 'text' }, password: { type: 'password' }, passphrase: { type: 'password' } },
   });
 }

@@ -19,6 +19,21 @@ export interface AppLogger extends Logger {
 }
 
 const SEVERITY: Record<LogLevel, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+/**
+ * The fields redacted in every line. In pino's path syntax (@pinojs/redact, as fast-redact) a `*`
+ * stands for exactly one level, an array index included, so each name is listed at every depth a
+ * logged config object could put it: `{ password }`, `{ upstream: { password } }`,
+ * `{ upstream: { tls: { passphrase } } }`, `{ mqtt: { users: [{ password }] } }` (a hash, still a
+ * secret), `{ config: { mqtt: { users: [{ password }] } } }`. `key` goes too: it names a file,
+ * but a PEM pasted there must not reach a line. Lines log summaries, not config objects
+ * (gateway.ts); this is the net under that rule.
+ */
+const SECRET_FIELDS = ['password', 'passphrase', 'key'];
+const REDACT_PATHS = [
+  ...SECRET_FIELDS.flatMap((name) => [name, `*.${name}`, `*.*.${name}`, `*.*.*.${name}`, `*.*.*.*.${name}`]),
+  'users[*].password', '*.users[*].password', '*.*.users[*].password', 'upstream.tls.passphrase',
+];
 const LEVELS = Object.keys(SEVERITY) as LogLevel[];
 
 /**
@@ -38,7 +53,7 @@ export function createLogger(options: LogOptions): AppLogger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     // Secrets must never reach a log line, even when a whole options object is logged by mistake.
-    redact: { paths: ['password', '*.password', 'key', '*.key', 'passphrase', '*.passphrase'], censor: '[redacted]' },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
   }, destination);
   const shared = { level: options.level, threshold: SEVERITY[options.level] };
   const logger = wrap(root, shared) as Logger & { level: LogLevel; setLevel(level: LogLevel): void };

@@ -2,12 +2,18 @@
  * Readings per second over the last minute, from counters sampled every few seconds, so that
  * `/status` (and `uplink status`) can show rates from one request. The counters stay the
  * components' own; this only remembers a few past totals.
+ *
+ * Durations come from a monotonic clock (performance.now()): a Raspberry Pi has no clock of its
+ * own, and its wall clock jumps when NTP first syncs, which would make a rate of nonsense.
  */
+import { performance } from 'node:perf_hooks';
+
 export interface RateOptions {
   /** The totals now, e.g. `{ ingested, forwarded }`. */
   read(): Record<string, number>;
   windowMs?: number;
   sampleMs?: number;
+  /** A monotonic clock in ms; performance.now() by default. */
   now?: () => number;
 }
 
@@ -28,7 +34,7 @@ export class Rates {
     this.#read = options.read;
     this.#windowMs = options.windowMs ?? 60_000;
     this.#sampleMs = options.sampleMs ?? 5_000;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   async start(): Promise<void> {

@@ -18,8 +18,8 @@ export interface Listener {
 export interface StatusSource {
   gatewayId: string;
   version: string;
-  startedAt: number;
-  now(): number;
+  /** Since start, from a monotonic clock (a clock set by NTP after boot must not move it). */
+  uptimeMs(): number;
   readiness(): { ready: boolean; conditions: Record<string, Condition> };
   listeners(): Listener[];
   serial(): Array<{ name: string; path: string; open: boolean }>;
@@ -48,7 +48,7 @@ export interface AddressFigures {
 }
 
 export function buildStatus(source: StatusSource): Record<string, unknown> {
-  const now = source.now();
+  const uptimeMs = source.uptimeMs();
   const spool = source.spool();
   const ingested = source.ingested();
   const forwarded = source.forwarded();
@@ -77,8 +77,9 @@ export function buildStatus(source: StatusSource): Record<string, unknown> {
     gatewayId: source.gatewayId,
     version: source.version,
     pid: process.pid,
-    startedAt: new Date(source.startedAt).toISOString(),
-    uptimeSeconds: Math.round((now - source.startedAt) / 100) / 10,
+    // On the wall clock as it is now: the same instant as the uptime, whatever NTP did since.
+    startedAt: new Date(Date.now() - uptimeMs).toISOString(),
+    uptimeSeconds: Math.round(uptimeMs / 100) / 10,
     ready: readiness.ready,
     conditions: readiness.conditions,
     listeners: source.listeners(),

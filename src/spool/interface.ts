@@ -18,6 +18,8 @@
  * - Under the `block` policy and on a full disk, `append` does not fail: it waits until there is
  *   room (pass an AbortSignal to give up); the readings are not stored until it resolves.
  * - SPOOL_CORRUPT is not retryable: the database file is unusable; it is kept, never deleted.
+ * - SPOOL_IN_USE is not retryable: `start` found another owner of the directory (another gateway
+ *   or Node-RED runtime on the same dataDir); two owners would send the same readings twice.
  * - ack/release/modify/reject of an id that is not in flight is ignored (it was settled already,
  *   or released by a reconnect): settlement is idempotent.
  */

@@ -1,6 +1,7 @@
 /**
  * The upstream: where readings go (an AMQP 1.0 broker). The forwarder sends through links, one
- * per target address, and only within the credit a link reports.
+ * per target address, and only within the credit a link reports. (Receiving, the downlink, is
+ * its own boundary: downlink.ts.)
  *
  * Error rules
  * - Every error is a GatewayError with a code (UPSTREAM_AUTH, UPSTREAM_TLS, UPSTREAM_CONNECTION,
@@ -61,79 +62,13 @@ export interface Upstream {
   state(): UpstreamState;
   /** Called on connect and disconnect. */
   onState(listener: (state: UpstreamState) => void): () => void;
-  /** Re-reads certificates and keys, and reconnects if they changed. */
-  reload(): Promise<void>;
-}
-
-/**
- * Downlink: messages the upstream sends to the gateway (commands), received on one link per source
- * address, each within a credit window.
- *
- * Error rules
- * - A delivery stays unsettled until `settle` is called. A receiver never holds more than `credit`
- *   unsettled deliveries: a consumer that does not settle stops the link (back-pressure), it does
- *   not fill memory.
- * - When the link or the connection goes away, unsettled deliveries go back to the broker, which
- *   sends them again (after the reconnect, with a higher delivery count). Settling one of them
- *   afterwards does nothing and returns false.
- * - Link errors are translated once into GatewayErrors (UPSTREAM_*) and show in the upstream's
- *   state (`lastError`); the receiver is attached again after every reconnect, and a while after
- *   the broker closed the link.
- */
-export interface DownlinkMessage {
-  /** The message_id, when the sender set one. */
-  id?: string;
-  subject?: string;
-  /** A data section's bytes; otherwise the value of the amqp-value (or sequence) section. */
-  body: unknown;
-  contentType?: string;
-  correlationId?: string;
-  replyTo?: string;
-  /** ms since the epoch. */
-  creationTime?: number;
-  /** The application properties. */
-  properties: Record<string, unknown>;
-  /** How often the broker delivered it before (the header's delivery-count). */
-  deliveryCount: number;
-  /** Delivered before, maybe to another receiver (first-acquirer false, or a delivery count). */
-  redelivered: boolean;
-}
-
-export type DownlinkOutcome =
-  | { kind: 'accept' }
-  | { kind: 'release' }
-  | { kind: 'reject'; condition?: string; description?: string };
-
-export interface DownlinkDelivery {
-  readonly address: string;
-  readonly message: DownlinkMessage;
-  /** Settles the delivery once; false when it cannot be settled any more (settled already, or its link is gone). */
-  settle(outcome: DownlinkOutcome): boolean;
-}
-
-export interface UpstreamReceiverOptions {
-  /** The AMQP source address, e.g. /queue/commands. */
-  address: string;
-  /** Unsettled deliveries at most: the credit window granted to the broker. */
-  credit: number;
-  /** Called once for every delivery; it must eventually be settled. */
-  onDelivery: (delivery: DownlinkDelivery) => void;
-}
-
-export interface UpstreamReceiver {
-  readonly address: string;
-  /** True while the link is attached. */
-  readonly attached: boolean;
-  /** Deliveries received and not settled yet. */
-  unsettled(): number;
   /**
-   * Detaches for good. Outcomes already passed to `settle` are written first; deliveries not
-   * settled go back to the broker.
+   * Re-reads certificates and keys, and reconnects if they changed. Resolves to what it found:
+   * `changed` (reconnecting with them), `unchanged` (the connection stays), or `unreadable` (a
+   * file is missing or cannot be used: logged, and the current connection stays). Never rejects.
    */
-  close(): Promise<void>;
+  reload(): Promise<UpstreamReload>;
 }
 
-/** An upstream that can also receive (AmqpUpstream). */
-export interface DownlinkSource {
-  receiver(options: UpstreamReceiverOptions): UpstreamReceiver;
-}
+/** What `Upstream.reload()` found. */
+export type UpstreamReload = 'changed' | 'unchanged' | 'unreadable';

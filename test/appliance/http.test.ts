@@ -6,16 +6,18 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import mqtt from 'mqtt';
 import { stringify } from 'yaml';
 import { runCli, startGateway } from '../peers/gateway.js';
 import { freePort } from '../peers/ports.js';
 import { startProtonReceiver } from '../peers/proton.js';
-import { parseMetrics, PYTHON, REPO, requireTool, until } from './helpers.js';
+import { parseMetrics, PYTHON, REPO, requireTool, run, until } from './helpers.js';
 
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -28,6 +30,14 @@ interface Status {
   totals: { ingested: number; forwarded: number; rejected: Record<string, number> };
   rates: { windowSeconds: number; ingestedPerSecond: number; forwardedPerSecond: number };
   routes: Route[];
+}
+
+/** An HTTP server on a free loopback port that answers every request with `body`. */
+async function impostor(t: { after(fn: () => unknown): void }, body: string, contentType = 'application/json'): Promise<number> {
+  const server: Server = createServer((_req, res) => { res.writeHead(200, { 'content-type': contentType }); res.end(body); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
+  return (server.address() as { port: number }).port;
 }
 
 async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
@@ -180,5 +190,61 @@ describe('HTTP endpoints and uplink status', () => {
     assert.match(help.stdout, /uplink status \[--config FILE\] \[--json\]/);
     const main = await runCli('--help');
     assert.match(main.stdout, /uplink status \[--config FILE\] \[--json\]/);
+  });
+
+  test('uplink status refuses an answer that is not uplink\'s /status (another service on the port) with exit 1, not a TypeError', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'uplink-status-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const ask = async (port: number, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+      const file = join(dir, `uplink-${port}.yaml`);
+      await writeFile(file, stringify({ http: { port } }));
+      return runCli('status', '--config', file, ...args);
+    };
+    const cases: Array<[string, string, RegExp]> = [
+      ['{"hello":"world"}', 'application/json', /\(no gatewayId and version\)/],
+      ['[1,2,3]', 'application/json', /\(not a JSON object\)/],
+      ['<html>Grafana</html>', 'text/html', /\(not JSON: /],
+      // Looks like uplink at first sight, but lacks what the summary prints.
+      ['{"gatewayId":"x","version":"9.9.9","spool":{"depth":"many"}}', 'application/json', /\(unexpected uptimeSeconds, ready, conditions, upstream, spool, rates, totals, listeners, serial, routes\)/],
+    ];
+    for (const [body, type, why] of cases) {
+      const port = await impostor(t, body, type);
+      const result = await ask(port);
+      assert.equal(result.code, 1, `${body}: ${result.stdout}${result.stderr}`);
+      assert.equal(result.stdout, '');
+      assert.match(result.stderr, new RegExp(`what answers at http://127\\.0\\.0\\.1:${port}/status is not an uplink gateway's /status`));
+      assert.match(result.stderr, why);
+      assert.match(result.stderr, new RegExp(`Is another service on port ${port}\\?`));
+      assert.doesNotMatch(result.stderr, /TypeError|at .*\.js:\d+/, 'no stack');
+    }
+    // --json prints the document as it is, once it is uplink's.
+    const partial = await impostor(t, '{"gatewayId":"x","version":"9.9.9"}');
+    const json = await ask(partial, '--json');
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout), { gatewayId: 'x', version: '9.9.9' });
+    const foreign = await ask(await impostor(t, '{"hello":"world"}'), '--json');
+    assert.equal(foreign.code, 1);
+  });
+
+  test('uplink status says so when the default config is there but may not be read (EACCES), instead of quietly asking on the defaults', async (t) => {
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot && requireTool(t, 'runuser', 'runs uplink status as the user nobody') === undefined) return;
+    // As /etc/uplink is: a directory the user may not enter (root:uplink 0750 for anyone outside the group).
+    const dir = await mkdtemp(join(tmpdir(), 'uplink-status-eacces-'));
+    t.after(async () => { await chmod(dir, 0o700); await rm(dir, { recursive: true, force: true }); });
+    const file = join(dir, 'uplink.yaml');
+    await writeFile(file, stringify({ http: { port: 9464 } }));
+    await chmod(file, 0o640);
+    await chmod(dir, asRoot ? 0o750 : 0o000);
+    // statusCommand with this file as its default (the CLI's is /etc/uplink/uplink.yaml).
+    const script = `const { statusCommand } = await import(${JSON.stringify(pathToFileURL(join(REPO, 'dist/cli/status.js')).href)});
+try { await statusCommand([], (text) => process.stdout.write(text), process.argv[1]); } catch (err) { process.stderr.write(err.message); process.exit(1); }`;
+    const args = ['--input-type=module', '-e', script, file];
+    const result = asRoot ? await run('runuser', ['-u', 'nobody', '--', process.execPath, ...args]) : await run(process.execPath, args);
+    assert.equal(result.code, 1, `${result.stdout}${result.stderr}`);
+    assert.match(result.stderr, new RegExp(`\\(${file.replace(/[.]/g, '\\.')} is not readable: the defaults were used; try sudo, or --config FILE\\)`));
+    // A default file that is not there at all: the defaults, without a word about it.
+    const missing = await run(process.execPath, ['--input-type=module', '-e', script, join(tmpdir(), 'uplink-no-such-dir', 'uplink.yaml')]);
+    assert.doesNotMatch(missing.stderr, /is not readable/);
   });
 });

@@ -17,6 +17,7 @@ import { REPO, requireTool } from './helpers.js';
 import { exposure, MAX_EXPOSURE, verifyUnit } from './systemd-analyze.js';
 
 const UNIT = join(REPO, 'systemd/uplink.service');
+const MODULES_LOAD = join(REPO, 'systemd/uplink.modules-load.conf');
 
 /** The unit's `Key=value` lines, every value of a key in order. */
 function directives(text: string): Map<string, string[]> {
@@ -36,6 +37,10 @@ describe('systemd/uplink.service', () => {
     assert.equal(one('NotifyAccess'), 'main');
     assert.match(one('WatchdogSec') ?? '', /^\d+$/);
     assert.equal(one('Restart'), 'on-failure');
+    // Keeps trying for as long as it takes (no start limit), slowly.
+    assert.equal(one('StartLimitIntervalSec'), '0');
+    assert.equal(unit.get('StartLimitBurst'), undefined);
+    assert.ok(Number(one('RestartSec')) >= 5, `RestartSec=${one('RestartSec')}`);
     assert.equal(one('User'), 'uplink');
     assert.equal(one('Group'), 'uplink');
     assert.equal(one('SupplementaryGroups'), 'dialout');
@@ -53,6 +58,14 @@ describe('systemd/uplink.service', () => {
     // V8 compiles to memory that is written and then executed.
     assert.equal(unit.get('MemoryDenyWriteExecute'), undefined);
     assert.equal(one('WantedBy'), 'multi-user.target');
+  });
+
+  test('the drivers behind char-ttyUSB and char-ttyACM are loaded at boot (modules-load.d), so hot-plugged adapters may be opened', () => {
+    // systemd resolves the groups in /proc/devices when the unit starts; they exist only with the drivers loaded.
+    const modules = readFileSync(MODULES_LOAD, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+    assert.deepEqual(modules, ['usbserial', 'cdc_acm']);
+    const allowed = directives(readFileSync(UNIT, 'utf8')).get('DeviceAllow') ?? [];
+    for (const group of ['char-ttyUSB', 'char-ttyACM']) assert.ok(allowed.some((d) => d.startsWith(`${group} `)), group);
   });
 
   test('systemd-analyze verify is clean', async (t) => {

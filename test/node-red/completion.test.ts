@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { afterEach, before, after, describe, test } from 'node:test';
 import { CompletionTracker } from '../../src/node-red/completion.js';
 import type { Node, NodeAPI, NodeDef } from '../../src/node-red/red-api.js';
-import { collect, coreNode, testHelper, until, withHooks, type TestNode } from './helpers.js';
+import { collect, coreNode, runtimeHooks, testHelper, until, withHooks, type TestNode } from './helpers.js';
 
 const helper = testHelper(4);
+const hooks = runtimeHooks(4);
 
 interface SourceNode extends Node {
   emitTracked(payload: unknown): { result: Promise<unknown>; finished: () => boolean };
@@ -129,9 +130,50 @@ describe('message completion of a source node', () => {
     const end = collect(node('end'), true);
     const sent = source().emitTracked('late');
     await until(() => end.held.length === 1, 'held');
+    const ours = ['preDeliver', 'onReceive', 'onComplete'].map((hook) => `${hook}.test-src`);
+    assert.deepEqual(ours.map((id) => hooks.has(id)), [true, true, true]);
     source().tracker.stop();
+    // Hooks are global to the runtime: left behind, they would run for every message of every flow.
+    assert.deepEqual(ours.map((id) => hooks.has(id)), [false, false, false]);
     end.held[0]!();
     assert.equal(sent.finished(), false);
     assert.equal(source().tracker.pending, 0);
+  });
+
+  test('a message no node receives is complete on the next turn of the event loop', async () => {
+    await helper.load(nodes, [
+      { id: 'f1', type: 'tab' },
+      { id: 'src', type: 'test source', z: 'f1', wires: [['off', 'gone']] },
+      // Disabled: the runtime does not create it, so the copy for it goes nowhere.
+      { id: 'off', type: 'helper', z: 'f1', d: true },
+    ]);
+    const sent = source().emitTracked('to nobody');
+    assert.equal(sent.finished(), false, 'not within send()');
+    assert.equal(await sent.result, undefined);
+    assert.equal(source().tracker.pending, 0);
+  });
+
+  test('a message a hook drops before routing is complete; one on its way is not', async () => {
+    await helper.load(nodes, [
+      { id: 'f1', type: 'tab' },
+      { id: 'src', type: 'test source', z: 'f1', wires: [['end']] },
+      { id: 'end', type: 'helper', z: 'f1' },
+    ]);
+    const end = collect(node('end'), true);
+    hooks.add('onSend.uplinkTestDrop', ((events: Array<{ msg: { payload?: unknown } }>) => (events[0]?.msg.payload === 'drop me' ? false : undefined)) as never);
+    try {
+      const dropped = source().emitTracked('drop me');
+      const kept = source().emitTracked('keep me');
+      assert.equal(await dropped.result, undefined);
+      await until(() => end.held.length === 1, 'the kept one at the end node');
+      assert.equal(end.messages[0]!.payload, 'keep me');
+      // Several turns of the event loop later, the kept one is still held by the end node.
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(kept.finished(), false);
+      end.held[0]!();
+      assert.equal(await kept.result, undefined);
+    } finally {
+      hooks.remove('*.uplinkTestDrop');
+    }
   });
 });

@@ -12,14 +12,13 @@ import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { freePort } from '../peers/ports.js';
 import type { Hooks } from '../../src/node-red/red-api.js';
-import { NODE_RED_PACKAGE, type NodeRedVersion } from './helpers.js';
+import { NODE_RED_PACKAGE, REPOSITORY, type NodeRedVersion } from './helpers.js';
 
 const require = createRequire(import.meta.url);
-export const REPOSITORY = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export { REPOSITORY };
 
 export type FlowNode = Record<string, unknown> & { id: string; type: string };
 

@@ -1,6 +1,7 @@
 /**
- * node-red-node-test-helper on Node-RED 5: the nodes load, and uplink out stores a reading
- * (Complete fires) with uplink status reporting it. No broker: the upstream is a closed port.
+ * node-red-node-test-helper on Node-RED 5: the nodes load, uplink out stores a reading (Complete
+ * fires) with uplink status reporting it, and uplink in runs: it has its receiver and follows the
+ * connection in its status. No broker: the upstream is a closed port.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -41,5 +42,19 @@ describe('the nodes in node-red-node-test-helper on Node-RED 5', () => {
     helper.getNode('stats').receive({});
     await until(() => report.messages.length === 1, 'reported');
     assert.equal((report.messages[0]!.payload as { spool: { depth: number } }).spool.depth, 1);
+
+    // uplink in started (no config or hooks problem) and made its receiver (the status reads it):
+    // the status follows the connection, with its address and the reason, and shows no spool
+    // depth (that is uplink out's).
+    const spy = (helper as unknown as { _NodePrototype: { status: { getCalls(): Array<{ thisValue: { id: string }; args: Array<{ fill?: string; shape?: string; text?: string }> }> } } })
+      ._NodePrototype.status;
+    const statusOfIn = (): Array<{ fill?: string; shape?: string; text?: string }> =>
+      spy.getCalls().filter((c) => c.thisValue.id === 'in').map((c) => c.args[0] ?? {});
+    await until(() => statusOfIn().some((st) => st.text?.startsWith('disconnected · /queue/commands · ') === true), 'uplink in showing the connection');
+    const shown = statusOfIn().find((st) => st.text?.startsWith('disconnected · /queue/commands · ') === true)!;
+    assert.equal(shown.fill, 'red');
+    assert.equal(shown.shape, 'ring');
+    assert.match(shown.text!, /ECONNREFUSED/);
+    assert.ok(statusOfIn().every((st) => !/spooled|RED\.hooks|required|must be/.test(st.text ?? '')), statusOfIn().map((st) => st.text).join(' | '));
   });
 });

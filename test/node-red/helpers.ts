@@ -5,11 +5,14 @@
 import { mkdtempSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { NodeAPI } from '../../src/node-red/red-api.js';
 import type { TestPki } from '../peers/certs.js';
 
 const require = createRequire(import.meta.url);
+/** The root of this repository. */
+export const REPOSITORY = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
 export type NodeRedVersion = 4 | 5;
 /** Node-RED 5 is installed beside 4 under an npm alias. */
@@ -51,12 +54,17 @@ export function testHelper(version: NodeRedVersion = 4): TestHelper & { userDir:
   return Object.assign(helper, { userDir });
 }
 
+/** The messaging hooks of Node-RED `version` (the same engine the helper's flows run on). */
+export function runtimeHooks(version: NodeRedVersion): NonNullable<NodeAPI['hooks']> & { has(hookId: string): boolean } {
+  return (runtimeRequire(version)('@node-red/util') as { hooks: NonNullable<NodeAPI['hooks']> & { has(hookId: string): boolean } }).hooks;
+}
+
 /**
  * Our node modules, given the runtime's RED.hooks: the helper's stand-in for the runtime has none
  * (every real runtime does), while its flows run on the runtime's own hooks engine.
  */
 export function withHooks(version: NodeRedVersion, ...modules: NodeModule[]): NodeModule[] {
-  const hooks = (runtimeRequire(version)('@node-red/util') as { hooks: NodeAPI['hooks'] }).hooks;
+  const hooks = runtimeHooks(version);
   return modules.map((register) => (RED: NodeAPI) => {
     if (RED.hooks === undefined) RED.hooks = hooks;
     return register(RED);

@@ -5,8 +5,12 @@
  *   the debug node is done with it;
  * - serial readings: lines written into a pseudo-terminal go through node-red-node-serialport and
  *   uplink out to the broker;
- * - the simulated factory line: readings go upstream, the broker is stopped and started again,
- *   and every reading arrives (checked by message_id and the sequence numbers in the payloads).
+ * - the simulated factory line: readings go upstream; the broker is stopped while a burst of
+ *   readings is being forwarded (some in flight: sent, not settled), and started again; every
+ *   reading arrives, duplicates only with the same message_id (at least once), and in order of
+ *   first arrival (checked by the sequence numbers in the payloads).
+ * The command queue dead-letters into a queue of its own (a policy), so "settled" can tell
+ * accepted (the dead-letter queue stays empty) from rejected.
  * Only the site-specific settings of each flow are changed: the broker URL and certificate files,
  * the serial device path, and the inject node fires when the test presses its button.
  */
@@ -19,10 +23,11 @@ import rhea from 'rhea';
 import type { HookEvent } from '../../src/node-red/red-api.js';
 import type { UpstreamConfigNode } from '../../src/node-red/uplink-upstream.js';
 import { ptyPair, tempDir, type PtyPair } from '../ingest/serial/helpers.js';
+import type { Message } from 'rhea';
 import { consume, payloadOf } from '../peers/amqp-consumer.js';
 import { makeTestPki, type TestPki } from '../peers/certs.js';
 import { startRabbitMq, type RabbitMqPeer } from '../peers/rabbitmq.js';
-import { publish, queueCounts } from './broker.js';
+import { declareQueue, publish, queueCounts } from './broker.js';
 import { exampleFlow, nodeStarted, startNodeRed, type EmbeddedNodeRed, type FlowNode } from './embedded.js';
 import { until, upstreamSettings } from './helpers.js';
 
@@ -43,6 +48,8 @@ function forThisSite(flow: FlowNode[], device: string): FlowNode[] {
 before(async () => {
   pki = await makeTestPki();
   broker = await startRabbitMq({ pki });
+  await broker.ctl(['set_policy', 'commands-dlq', '^commands$', '{"dead-letter-exchange":"","dead-letter-routing-key":"commands-dead"}', '--apply-to', 'queues']);
+  await declareQueue(pki, broker.amqpsPort, 'commands-dead');
   pty = await ptyPair(join(await tempDir(), 'ttyLINE1'));
   const flows = [
     ...await exampleFlow('downlink-commands.json'),
@@ -65,6 +72,15 @@ const uplinkOf = (id: string): NonNullable<UpstreamConfigNode['uplink']> => {
   assert.ok(uplink, `${id} has a runtime`);
   return uplink;
 };
+
+/** Consumes `/queue/NAME` until the broker has nothing left in it (duplicates included). */
+async function drain(queue: string): Promise<Message[]> {
+  const got: Message[] = [];
+  for (let depth = await broker.queueDepth(queue) ?? 0; depth > 0; depth = await broker.queueDepth(queue) ?? 0) {
+    got.push(...await consume({ host: '127.0.0.1', port: broker.amqpsPort, pki, address: `/queue/${queue}`, count: depth }));
+  }
+  return got;
+}
 
 /** The messages that reach node `id` from now on (seen through a messaging hook). */
 function watch(id: string): Array<Record<string, unknown>> {
@@ -127,7 +143,8 @@ describe('example flows in Node-RED 4', () => {
       await until(async () => {
         const counts = await queueCounts(broker, 'commands');
         return counts?.ready === 0 && counts.unacked === 0;
-      }, 'accepted once the debug node is done');
+      }, 'settled once the debug node is done');
+      assert.equal(await broker.queueDepth('commands-dead'), 0, 'accepted, not rejected');
     } finally {
       nr.red.hooks.remove('*.uplinkTestHold');
     }
@@ -147,39 +164,54 @@ describe('example flows in Node-RED 4', () => {
     assert.equal((bad[0]!.error as { source: { id: string } }).source.id, 'serial-parse');
   });
 
-  test('factory-line.json: readings arrive upstream, and nothing is lost while the broker is stopped and started', async () => {
-    const uplink = uplinkOf('factory-broker');
+  test('factory-line.json: readings arrive upstream, and nothing is lost when the broker stops with readings in flight', async () => {
+    const uplink = nr.node<UpstreamConfigNode>('factory-broker').uplink!;
     const notStored = watch('factory-not-stored');
     const accepted = (): number => uplink.forwarder.stats().outcomes.accepted;
     await until(() => uplink.snapshot().upstream.connected, 'the factory flow connected');
     // Each press of the inject button makes two readings: temperature and speed.
-    for (let i = 0; i < 5; i++) await nr.inject('factory-tick');
+    let presses = 0;
+    const press = async (): Promise<void> => {
+      await nr.inject('factory-tick');
+      presses += 1;
+    };
+    for (let i = 0; i < 5; i++) await press();
     await until(() => accepted() >= 10, 'the first readings accepted upstream');
 
-    await broker.stop();
-    await until(() => !uplink.snapshot().upstream.connected, 'the flow saw the broker go');
-    for (let i = 0; i < 5; i++) await nr.inject('factory-tick');
+    // A burst, pressed until the flow sees the broker go: readings are being forwarded all along.
+    let pressing = true;
+    const burst = (async () => {
+      while (pressing && presses < 2000) await press();
+    })();
+    await until(() => uplink.spool.stats().inFlight > 0, 'readings in flight');
+    assert.ok(uplink.spool.stats().inFlight > 0, 'sent and not settled yet when the broker is stopped');
+    const stopped = broker.stop();
+    await until(() => !uplink.snapshot().upstream.connected, 'the flow saw the broker go', 60_000);
+    pressing = false;
+    await burst;
+    await stopped;
+    for (let i = 0; i < 5; i++) await press();
     await until(() => uplink.spool.stats().depth >= 10, 'the readings of the outage waiting in the spool');
 
     await broker.start();
-    for (let i = 0; i < 5; i++) await nr.inject('factory-tick');
+    for (let i = 0; i < 5; i++) await press();
     await until(() => uplink.spool.stats().depth === 0, 'the spool drained after the broker came back', 120_000);
 
-    for (const [address, unit] of [['/queue/telemetry', 'C'], ['/queue/other', 'rpm']] as const) {
-      const got = await consume({ host: '127.0.0.1', port: broker.amqpsPort, pki, address, count: 15 });
-      const byId = new Map<string, number>();
+    for (const [queue, unit] of [['telemetry', 'C'], ['other', 'rpm']] as const) {
+      const got = await drain(queue);
+      const firstSeen = new Map<string, number>();
       for (const m of got) {
         const reading = JSON.parse(payloadOf(m).toString()) as { seq: number; unit: string };
         assert.equal(reading.unit, unit);
         const id = String(m.message_id);
         // At least once: a reading sent again keeps its message_id (and its payload).
-        assert.equal(byId.get(id) ?? reading.seq, reading.seq);
-        byId.set(id, reading.seq);
+        assert.equal(firstSeen.get(id) ?? reading.seq, reading.seq, `${queue}: message_id ${id} with two payloads`);
+        if (!firstSeen.has(id)) firstSeen.set(id, reading.seq);
       }
-      assert.deepEqual([...new Set(byId.values())].sort((a, b) => a - b), Array.from({ length: 15 }, (_, i) => i + 1),
-        `${address}: every reading, once per message_id`);
-      assert.equal(byId.size, 15);
+      // Every reading, once per message_id, first arrivals in the order the flow made them.
+      assert.deepEqual([...firstSeen.values()], Array.from({ length: presses }, (_, i) => i + 1), `${queue}: ${presses} readings in order`);
     }
     assert.deepEqual(notStored, [], 'the outage was no error for the flow: every reading was stored');
   });
+
 });

@@ -25,6 +25,7 @@ import { openSpoolDatabase, spoolFile, type Db } from './database.js';
 import { insertDeadLetter, SqliteDeadLetterStore } from './dead-letters.js';
 import { translateSqliteError } from './errors.js';
 import { LeaseState, PRIORITIES } from './lease-state.js';
+import { lockSpoolDir, type OwnerLock } from './owner-lock.js';
 
 export interface SqliteSpoolOptions {
   dataDir: string;
@@ -98,6 +99,7 @@ export class SqliteSpool implements Spool {
   #deadLettered = 0;
   #deadLetterCount = 0;
   #walFd: number | undefined;
+  #lock: OwnerLock | undefined;
   /** fsyncs in flight: the file is not closed under them. */
   readonly #syncing = new Set<Promise<void>>();
   readonly #dropped: Record<DropReason, number> = { expired: 0, evicted: 0 };
@@ -115,7 +117,15 @@ export class SqliteSpool implements Spool {
   }
 
   async start(): Promise<void> {
-    const db = openSpoolDatabase({ ...this.#options, log: this.#log });
+    this.#lock = lockSpoolDir(this.#options.dataDir);
+    let db: Db;
+    try {
+      db = openSpoolDatabase({ ...this.#options, log: this.#log });
+    } catch (err) {
+      this.#lock.release();
+      this.#lock = undefined;
+      throw err;
+    }
     // See #durable: the fsync of each append's commit is ours, off the event loop.
     if (this.#options.durability === 'full') db.pragma('synchronous = NORMAL');
     this.#db = db;
@@ -147,6 +157,8 @@ export class SqliteSpool implements Spool {
     this.#statements.clear();
     if (this.#walFd !== undefined) closeSync(this.#walFd);
     this.#walFd = undefined;
+    this.#lock?.release();
+    this.#lock = undefined;
   }
 
   append(readings: readonly RoutedReading[], options: { signal?: AbortSignal } = {}): Promise<void> {
@@ -168,7 +180,7 @@ export class SqliteSpool implements Spool {
         const i = this.#queue.indexOf(op);
         if (i >= 0) {
           this.#queue.splice(i, 1);
-          op.reject(new GatewayError('SPOOL_FULL', 'spool: append abandoned while waiting for room', { retryable: true }));
+          op.reject(new GatewayError('SPOOL_FULL', 'spool: append abandoned before it was committed (nothing stored)', { retryable: true }));
         }
       };
       // The listener goes when the append settles: a signal shared by many appends must not collect them.

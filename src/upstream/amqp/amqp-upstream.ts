@@ -9,7 +9,8 @@ import rhea, { type Connection, type ConnectionOptions, type Container, type Eve
 import { Backoff } from '../../core/backoff.js';
 import { GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import type { DownlinkSource, Upstream, UpstreamLink, UpstreamReceiver, UpstreamReceiverOptions, UpstreamState } from '../interface.js';
+import type { DownlinkSource, UpstreamReceiver, UpstreamReceiverOptions } from '../downlink.js';
+import type { Upstream, UpstreamLink, UpstreamReload, UpstreamState } from '../interface.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
 import { abandon } from './abandon.js';
 import { AmqpReceiverLink } from './receiver-link.js';
@@ -24,6 +25,12 @@ export interface AmqpUpstreamOptions {
   username?: string;
   password?: string;
   gatewayId: string;
+  /**
+   * The AMQP container id sent in the open frame; gatewayId when unset. Some brokers refuse a
+   * second connection with a container id already connected: give each connection of one host
+   * its own (the Node-RED config nodes do).
+   */
+  containerId?: string;
   log: Logger;
   backoff?: { baseMs: number; capMs: number; random?: () => number };
   /** A connection attempt that is not open after this long is abandoned. */
@@ -62,7 +69,7 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
 
   async start(): Promise<void> {
     this.#stopping = false;
-    this.#container = rhea.create_container({ id: this.#options.gatewayId });
+    this.#container = rhea.create_container({ id: this.#options.containerId ?? this.#options.gatewayId });
     // rhea throws unhandled 'error' events; every error is handled on the connection instead.
     this.#container.on('error', (err: unknown) => this.#recordError(translateAmqpError(err, 'upstream')));
     this.#connect();
@@ -138,17 +145,18 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     return total;
   }
 
-  async reload(): Promise<void> {
+  /** See Upstream.reload: `changed`, `unchanged` or `unreadable`, as the files on disk are now. */
+  async reload(): Promise<UpstreamReload> {
     let fresh: TlsMaterial;
     try {
       fresh = readTlsFiles(this.#options.tls);
     } catch (err) {
       this.#log.error({ err: (err as Error).message }, 'upstream: cannot re-read the certificates; keeping the current connection');
-      return;
+      return 'unreadable';
     }
     if (sameMaterial(fresh, this.#tls)) {
       this.#log.info('upstream: certificates unchanged');
-      return;
+      return 'unchanged';
     }
     this.#log.info('upstream: certificates changed; reconnecting with them');
     this.#backoff.reset();
@@ -162,6 +170,7 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
       this.#retryTimer = undefined;
       this.#connect();
     }
+    return 'changed';
   }
 
   #connect(): void {
@@ -177,7 +186,14 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     }
     this.#attempts += 1;
     log.debug({ attempt: this.#attempts }, 'upstream: connecting');
-    const connection = this.#container.connect(options);
+    let connection: Connection;
+    try {
+      connection = this.#container.connect(options);
+    } catch (err) {
+      // Whatever the socket or TLS layer throws at once (the TLS files were checked before).
+      this.#failed(translateAmqpError(err, `connecting to ${redact(url.href)}`), log);
+      return;
+    }
     this.#connection = connection;
     let failure: UpstreamError | undefined;
     this.#connectTimer = setTimeout(() => {
@@ -231,13 +247,14 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const port = url.port === '' ? (secure ? 5671 : 5672) : Number(url.port);
     const base: Record<string, unknown> = {
-      host, port, hostname: host, container_id: o.gatewayId, reconnect: false, idle_time_out: 60_000,
+      host, port, hostname: host, container_id: o.containerId ?? o.gatewayId, reconnect: false, idle_time_out: 60_000,
     };
     if (secure) {
       this.#tls = readTlsFiles(o.tls);
       Object.assign(base, {
         transport: 'tls', servername: o.tls?.servername ?? host, minVersion: 'TLSv1.2', rejectUnauthorized: true,
         ...(this.#tls.ca ? { ca: this.#tls.ca } : {}), ...(this.#tls.cert ? { cert: this.#tls.cert } : {}), ...(this.#tls.key ? { key: this.#tls.key } : {}),
+        ...(o.tls?.passphrase === undefined ? {} : { passphrase: o.tls.passphrase }),
       });
     } else {
       base.transport = 'tcp';

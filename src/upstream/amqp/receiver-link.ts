@@ -1,37 +1,66 @@
 /**
  * One receiver link from one source address, on its own session: the downlink (commands from the
  * upstream). It survives reconnects like the sender links: after each connection it is attached
- * again with a fresh credit window.
+ * again.
  *
  * Credit. rhea's `credit_window` tops the credit up when a message *arrives*, so a consumer that is
  * slow to settle would pile up unsettled deliveries without bound. Here rhea's window is off: the
  * window is granted once per attach and one credit is given back per settled delivery, so the
- * broker never has more than `credit` deliveries outstanding with us.
+ * broker never has more than `credit` deliveries outstanding with us. Deliveries of a link that
+ * went away (a reconnect) may still be in the consumer's hands: the broker sends them again on
+ * the new link, so the new link is granted `credit` minus those, and gets one credit more as each
+ * of them is finished (it can no longer be settled). The broker's credit, the deliveries of this
+ * link not settled yet and those held over from earlier links always add up to `credit`.
+ *
+ * Sessions. RabbitMQ 3.10 refuses an attach (an unknown queue or exchange, a bad address) by
+ * ending the session, not the link; other brokers detach the link and keep the session. Either
+ * way the link is given up, the error kept in `lastError`, and its session ended, so that
+ * attaching again (AmqpUpstream retries every linkRetryMs) never leaves a session behind.
  *
  * Settling. rhea merges the dispositions written in one tick into ranges, and it merges the first
  * two whatever their outcomes (FACTS.md): an accept followed by a reject in the same tick would
  * both be sent as accepted. So settlements are queued and written one a tick.
  */
-import type { Connection, Delivery, EventContext, Message, Receiver } from 'rhea';
+import type { Connection, Delivery, EventContext, Message, Receiver, Session } from 'rhea';
 import type { Logger } from '../../core/logger.js';
-import type { DownlinkDelivery, DownlinkMessage, DownlinkOutcome, UpstreamReceiver, UpstreamReceiverOptions } from '../interface.js';
+import type { DownlinkDelivery, DownlinkMessage, DownlinkOutcome, ReceiverError, UpstreamReceiver, UpstreamReceiverOptions } from '../downlink.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
 
 let linkCounter = 0;
+
+interface Link {
+  session: Session;
+  receiver: Receiver;
+  generation: number;
+}
+
+/** A delivery handed to the consumer. */
+interface Held {
+  generation: number;
+  settled: boolean;
+  /** Its link went away before it was settled: it keeps one credit of the window until settled. */
+  orphan: boolean;
+}
 
 export class AmqpReceiverLink implements UpstreamReceiver {
   readonly address: string;
   readonly #credit: number;
   readonly #onDelivery: (delivery: DownlinkDelivery) => void;
+  readonly #onChange: () => void;
   readonly #log: Logger;
   readonly #onError: (error: UpstreamError) => void;
   readonly #onClose: () => void;
   /** Link names must be unique per connection; two nodes may read the same address. */
   readonly #name = `uplink:in:${++linkCounter}`;
-  #receiver: Receiver | undefined;
+  #link: Link | undefined;
+  #attached = false;
+  #lastError: ReceiverError | undefined;
   /** Bumped on every attach and detach: a settlement of an older link is void. */
   #generation = 0;
-  #unsettled = 0;
+  /** Deliveries of the current link whose `settle` has not been called. */
+  readonly #inHand = new Set<Held>();
+  /** Deliveries of earlier links whose `settle` has not been called. */
+  #orphans = 0;
   #closed = false;
   readonly #queue: Array<() => void> = [];
   #draining: NodeJS.Immediate | undefined;
@@ -42,13 +71,23 @@ export class AmqpReceiverLink implements UpstreamReceiver {
     this.address = options.address;
     this.#credit = options.credit;
     this.#onDelivery = options.onDelivery;
+    this.#onChange = options.onChange ?? (() => {});
     this.#log = options.log;
     this.#onError = options.onError;
     this.#onClose = options.onClose;
   }
 
   get attached(): boolean {
-    return this.#receiver !== undefined;
+    return this.#attached;
+  }
+
+  get lastError(): ReceiverError | undefined {
+    return this.#lastError;
+  }
+
+  /** A link exists (attached, or waiting for the broker to answer the attach). */
+  get linked(): boolean {
+    return this.#link !== undefined;
   }
 
   get closed(): boolean {
@@ -56,11 +95,20 @@ export class AmqpReceiverLink implements UpstreamReceiver {
   }
 
   unsettled(): number {
-    return this.#unsettled;
+    return this.#inHand.size + this.#orphans;
+  }
+
+  /** The credit granted to a new link: the window less what the consumer still holds. */
+  get #grant(): number {
+    return Math.max(0, this.#credit - this.#orphans);
   }
 
   attach(connection: Connection): void {
     if (this.#closed) return;
+    if (this.#link !== undefined) {
+      if (this.#link.session.connection === connection) return;
+      this.detach();
+    }
     const session = connection.create_session();
     session.begin();
     const receiver = session.open_receiver({
@@ -70,55 +118,59 @@ export class AmqpReceiverLink implements UpstreamReceiver {
       credit_window: 0,
       autoaccept: false,
     } as Parameters<Connection['open_receiver']>[0]);
-    this.#receiver = receiver;
     this.#generation += 1;
-    this.#unsettled = 0;
-    receiver.add_credit(this.#credit);
-    const generation = this.#generation;
-    receiver.on('message', (ctx: EventContext) => {
-      if (ctx.message === undefined || ctx.delivery === undefined) return;
-      this.#unsettled += 1;
-      this.#deliver(ctx.message, ctx.delivery, generation);
+    const link: Link = { session, receiver, generation: this.#generation };
+    this.#link = link;
+    if (this.#grant > 0) receiver.add_credit(this.#grant);
+    receiver.on('receiver_open', () => {
+      // A broker that refuses the link answers the attach without a source, then detaches it.
+      if (this.#link !== link || isNullTerminus((receiver as { source?: unknown }).source)) return;
+      this.#attached = true;
+      this.#lastError = undefined;
+      this.#onChange();
     });
-    const detached = (ctx: EventContext): void => {
-      const translated = translateAmqpError(ctx.receiver?.error ?? { condition: 'amqp:link:detach-forced', description: 'link closed by the broker' },
+    receiver.on('message', (ctx: EventContext) => {
+      if (this.#link !== link || ctx.message === undefined || ctx.delivery === undefined) return;
+      this.#deliver(ctx.message, ctx.delivery, link.generation);
+    });
+    const failed = (error: unknown, fallback: string): void => {
+      if (this.#link !== link) return;
+      const translated = translateAmqpError(error ?? { condition: 'amqp:link:detach-forced', description: fallback },
         `receiver link from ${this.address}`);
       this.#log.error({ address: this.address, condition: translated.condition, code: translated.code, err: translated.message },
-        'upstream closed the receiver link');
-      this.#onError(translated);
+        'upstream refused or closed the receiver link');
+      this.#lastError = { code: translated.code, message: translated.message, ...(translated.condition ? { condition: translated.condition } : {}), at: Date.now() };
       this.detach();
+      this.#onError(translated);
+      this.#onChange();
     };
-    receiver.on('receiver_error', detached);
-    receiver.on('receiver_close', (ctx: EventContext) => {
-      if (this.#receiver === ctx.receiver) detached(ctx);
-    });
+    receiver.on('receiver_error', (ctx: EventContext) => failed(ctx.receiver?.error, 'the broker closed the link'));
+    receiver.on('receiver_close', (ctx: EventContext) => failed(ctx.receiver?.error, 'the broker closed the link'));
+    session.on('session_error', (ctx: EventContext) => failed(ctx.session?.error, 'the broker ended the session'));
+    session.on('session_close', (ctx: EventContext) => failed(ctx.session?.error, 'the broker ended the session'));
   }
 
   /** The link or its connection is gone: its unsettled deliveries are the broker's again. */
   detach(): void {
-    const receiver = this.#receiver;
-    this.#receiver = undefined;
+    const link = this.#link;
+    this.#link = undefined;
+    const wasAttached = this.#attached;
+    this.#attached = false;
     this.#generation += 1;
-    this.#unsettled = 0;
+    for (const held of this.#inHand) held.orphan = true;
+    this.#orphans += this.#inHand.size;
+    this.#inHand.clear();
     this.#queue.length = 0;
     this.#wakeFlushed();
-    if (receiver !== undefined) {
-      receiver.removeAllListeners();
-      // Keep a late error from an abandoned link from crashing the process.
-      receiver.on('receiver_error', () => {});
-    }
+    if (link !== undefined) this.#release(link);
+    if (wasAttached) this.#onChange();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     await this.flush();
-    const receiver = this.#receiver;
     this.detach();
-    if (receiver !== undefined && receiver.is_open()) {
-      receiver.close();
-      receiver.session.close();
-    }
     this.#onClose();
   }
 
@@ -128,26 +180,33 @@ export class AmqpReceiverLink implements UpstreamReceiver {
     return new Promise((resolve) => this.#flushed.push(resolve));
   }
 
+  /** Stops listening to a link given up, and ends its session (ours alone) if still open. */
+  #release(link: Link): void {
+    const { session, receiver } = link;
+    receiver.removeAllListeners();
+    session.removeAllListeners();
+    // Late events of an abandoned link or session must not reach the container as errors.
+    for (const event of ['receiver_error', 'receiver_close'] as const) receiver.on(event, () => {});
+    for (const event of ['session_error', 'session_close'] as const) session.on(event, () => {});
+    // Ended by the broker already, or the connection is gone: rhea cleans up by itself.
+    if (!session.is_open()) return;
+    // The link is detached first (also when the broker detached it: rhea would answer on the
+    // next tick, after the end of the session, which is a protocol error).
+    receiver.close();
+    session.close();
+  }
+
   #wakeFlushed(): void {
     for (const wake of this.#flushed.splice(0)) wake();
   }
 
   #deliver(message: Message, delivery: Delivery, generation: number): void {
-    let settled = false;
+    const held: Held = { generation, settled: false, orphan: false };
+    this.#inHand.add(held);
     const downlink: DownlinkDelivery = {
       address: this.address,
       message: toDownlinkMessage(message),
-      settle: (outcome) => {
-        if (settled || generation !== this.#generation) return false;
-        settled = true;
-        this.#enqueue(() => {
-          if (generation !== this.#generation) return;
-          writeOutcome(delivery, outcome);
-          this.#unsettled -= 1;
-          this.#receiver?.add_credit(1);
-        });
-        return true;
-      },
+      settle: (outcome) => this.#settle(held, delivery, outcome),
     };
     try {
       this.#onDelivery(downlink);
@@ -156,6 +215,25 @@ export class AmqpReceiverLink implements UpstreamReceiver {
       this.#log.error({ address: this.address, err }, 'downlink consumer failed; releasing the delivery');
       downlink.settle({ kind: 'release' });
     }
+  }
+
+  #settle(held: Held, delivery: Delivery, outcome: DownlinkOutcome): boolean {
+    if (held.settled) return false;
+    held.settled = true;
+    if (held.orphan) {
+      // Its link is gone (the broker has it again), but its place in the window is free now.
+      this.#orphans -= 1;
+      this.#link?.receiver.add_credit(1);
+      return false;
+    }
+    if (held.generation !== this.#generation) return false;
+    this.#inHand.delete(held);
+    this.#enqueue(() => {
+      if (held.generation !== this.#generation) return;
+      writeOutcome(delivery, outcome);
+      this.#link?.receiver.add_credit(1);
+    });
+    return true;
   }
 
   #enqueue(write: () => void): void {
@@ -170,6 +248,13 @@ export class AmqpReceiverLink implements UpstreamReceiver {
     // rhea writes the disposition on the next tick, before any close that follows a flush.
     else this.#wakeFlushed();
   }
+}
+
+/** No terminus: absent, or AMQP null (rhea hands a described null over as a Typed with value null). */
+function isNullTerminus(terminus: unknown): boolean {
+  if (terminus === undefined || terminus === null) return true;
+  const typed = terminus as { type?: unknown; value?: unknown };
+  return typed.type !== undefined && typed.value === null;
 }
 
 function writeOutcome(delivery: Delivery, outcome: DownlinkOutcome): void {
