@@ -23,6 +23,7 @@ import { Router } from './route/router.js';
 import type { Spool } from './spool/interface.js';
 import { SqliteSpool } from './spool/sqlite/sqlite-spool.js';
 import { AmqpUpstream } from './upstream/amqp/amqp-upstream.js';
+import { upstreamOptions } from './upstream/amqp/settings.js';
 import type { UpstreamState } from './upstream/interface.js';
 
 export const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
@@ -78,15 +79,7 @@ export class Gateway {
     this.spool = new SqliteSpool({ dataDir: config.dataDir, ...config.spool, log: this.log.child({ component: 'spool' }) });
     const upstream = config.upstream;
     if (upstream !== undefined) {
-      this.upstream = new AmqpUpstream({
-        urls: Array.isArray(upstream.url) ? upstream.url : [upstream.url],
-        sasl: upstream.sasl,
-        ...(upstream.tls === undefined ? {} : { tls: upstream.tls }),
-        ...(upstream.username === undefined ? {} : { username: upstream.username }),
-        ...(upstream.password === undefined ? {} : { password: upstream.password }),
-        gatewayId: config.gatewayId,
-        log: this.log.child({ component: 'upstream' }),
-      });
+      this.upstream = new AmqpUpstream(upstreamOptions(upstream, { gatewayId: config.gatewayId, log: this.log.child({ component: 'upstream' }) }));
       this.forwarder = new Forwarder({
         spool: this.spool, upstream: this.upstream, routeInfo: (address, topic) => this.#routeInfo(address, topic),
         log: this.log.child({ component: 'forward' }),

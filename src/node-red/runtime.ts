@@ -17,6 +17,7 @@ import { Router } from '../route/router.js';
 import type { SpoolStats } from '../spool/interface.js';
 import { SqliteSpool } from '../spool/sqlite/sqlite-spool.js';
 import { AmqpUpstream } from '../upstream/amqp/amqp-upstream.js';
+import { upstreamOptions } from '../upstream/amqp/settings.js';
 import type { UpstreamReceiver, UpstreamReceiverOptions } from '../upstream/downlink.js';
 import type { UpstreamState } from '../upstream/interface.js';
 
@@ -62,17 +63,11 @@ export class UplinkRuntime {
     this.#refreshMs = options.refreshMs ?? 1000;
     this.router = new Router({ routes: config.routes, ...(config.spool.ttl === undefined ? {} : { defaultTtl: config.spool.ttl }) });
     this.spool = new SqliteSpool({ dataDir: config.dataDir, ...config.spool, log: this.#log.child({ component: 'spool' }) });
-    this.upstream = new AmqpUpstream({
-      urls: Array.isArray(upstream.url) ? upstream.url : [upstream.url],
-      sasl: upstream.sasl,
-      ...(upstream.tls === undefined ? {} : { tls: upstream.tls }),
-      ...(upstream.username === undefined ? {} : { username: upstream.username }),
-      ...(upstream.password === undefined ? {} : { password: upstream.password }),
-      gatewayId: config.gatewayId,
+    this.upstream = new AmqpUpstream(upstreamOptions(upstream, {
+      gatewayId: config.gatewayId, log: this.#log.child({ component: 'upstream' }),
       ...(options.containerId === undefined ? {} : { containerId: options.containerId }),
-      log: this.#log.child({ component: 'upstream' }),
       ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
-    });
+    }));
     this.forwarder = new Forwarder({
       spool: this.spool, upstream: this.upstream, routeInfo: (address, topic) => this.#routeInfo(address, topic),
       log: this.#log.child({ component: 'forward' }),

@@ -219,7 +219,9 @@ describe('install.sh and uninstall.sh into a root directory', () => {
     await mkdir(join(work, 'home'));
     if (asRoot) assert.equal((await run('/bin/chown', ['-R', 'nobody', work])).code, 0);
     const as = (script: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => (asRoot
-      ? run('runuser', ['-u', 'nobody', '--', 'env', `HOME=${join(work, 'home')}`, '/bin/bash', join(source, 'scripts', script), ...args])
+      // Without the npm_config_* variables `npm test` sets: they name root's npm cache.
+      ? run('runuser', ['-u', 'nobody', '--', 'env', `HOME=${join(work, 'home')}`, '/bin/bash', join(source, 'scripts', script), ...args],
+        { env: withoutNpmConfig(process.env) })
       : run('/bin/bash', [join(source, 'scripts', script), ...args]));
 
     const refused = await as('install.sh', '--root', root, '--no-systemctl');
@@ -355,3 +357,8 @@ exec "$REAL_NPM" "$@"
     }
   });
 });
+
+/** The environment without what an enclosing npm run adds (npm_config_cache=/root/.npm and the like). */
+function withoutNpmConfig(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([key]) => !/^npm_/i.test(key)));
+}
