@@ -16,7 +16,7 @@ import { Readiness } from './ops/readiness.js';
 import { fingerprintStartFiles, reloadConfig, type Fingerprints, type ReloadResult } from './ops/reload.js';
 import { SdNotify } from './ops/sd-notify.js';
 import { buildStatus, sum, type Listener } from './ops/status.js';
-import { Forwarder, type RouteInfo } from './forward/forwarder.js';
+import { Forwarder } from './forward/forwarder.js';
 import { MqttIngest } from './ingest/mqtt/index.js';
 import { SerialIngest } from './ingest/serial/index.js';
 import { Router } from './route/router.js';
@@ -81,7 +81,7 @@ export class Gateway {
     if (upstream !== undefined) {
       this.upstream = new AmqpUpstream(upstreamOptions(upstream, { gatewayId: config.gatewayId, log: this.log.child({ component: 'upstream' }) }));
       this.forwarder = new Forwarder({
-        spool: this.spool, upstream: this.upstream, routeInfo: (address, topic) => this.#routeInfo(address, topic),
+        spool: this.spool, upstream: this.upstream, route: (address, topic) => this.router.routeFor(address, topic),
         log: this.log.child({ component: 'forward' }),
       });
       this.upstream.onState((state) => this.#upstreamReadiness(state));
@@ -155,13 +155,9 @@ export class Gateway {
   #summary(): Record<string, unknown> {
     const config = this.#config;
     const mqtt = config.mqtt;
-    const http = this.#http.address();
     return {
       dataDir: config.dataDir,
-      listeners: [
-        ...this.mqtt.listening.map((l) => `${LISTENER_PROTOCOL[l.kind] ?? l.kind} ${l.host}:${l.port}`),
-        ...(http === undefined ? [] : [`http ${http.host}:${http.port}`]),
-      ],
+      listeners: this.#listeners().map((l) => `${l.protocol} ${l.host}:${l.port}`),
       mqtt: {
         auth: mqtt.auth, users: mqtt.users.length, usersFile: mqtt.usersFile ?? null,
         acl: mqtt.acl === undefined ? null : mqtt.acl.length, maxConnections: mqtt.maxConnections,
@@ -198,12 +194,7 @@ export class Gateway {
       version: VERSION,
       uptimeMs: () => performance.now() - this.#startedAt,
       readiness: () => this.readiness.snapshot(),
-      listeners: () => {
-        const listeners: Listener[] = this.mqtt.listening.map((l) => ({ protocol: LISTENER_PROTOCOL[l.kind] ?? l.kind, host: l.host, port: l.port }));
-        const http = this.#http.address();
-        if (http !== undefined) listeners.push({ protocol: 'http', ...http });
-        return listeners;
-      },
+      listeners: () => this.#listeners(),
       serial: () => {
         const ports = this.serial.stats().ports;
         return config.serial.map((port) => ({ name: port.name, path: port.path, open: ports[port.name]?.open ?? false }));
@@ -215,7 +206,7 @@ export class Gateway {
       spool: () => this.spool.stats(),
       ingested: () => this.#ingested(),
       forwarded: () => this.forwarder?.stats().forwarded ?? {},
-      rejected: () => sumCounts(this.mqtt.stats().rejected, this.serial.stats().rejected),
+      rejected: () => this.#rejected(),
       rates: () => this.#rates.rates(),
       routes: config.routes.map((route) => ({ topic: route.topic, address: route.address, delivery: route.delivery })),
       routeOf: (address) => {
@@ -225,15 +216,27 @@ export class Gateway {
     });
   }
 
+  /** Every socket the gateway listens on: the MQTT listeners, then the HTTP endpoints. */
+  #listeners(): Listener[] {
+    const listeners: Listener[] = this.mqtt.listening.map((l) => ({ protocol: LISTENER_PROTOCOL[l.kind] ?? l.kind, host: l.host, port: l.port }));
+    const http = this.#http.address();
+    if (http !== undefined) listeners.push({ protocol: 'http', ...http });
+    return listeners;
+  }
+
   #ingested(): Record<string, number> {
     return sumCounts(this.mqtt.stats().ingested, this.serial.stats().ingested);
+  }
+
+  #rejected(): Record<string, number> {
+    return sumCounts(this.mqtt.stats().rejected, this.serial.stats().rejected);
   }
 
   #metrics(): ReturnType<typeof createMetrics> {
     return createMetrics({
       spool: () => this.spool.stats(),
       ingested: () => this.#ingested(),
-      rejected: () => sumCounts(this.mqtt.stats().rejected, this.serial.stats().rejected),
+      rejected: () => this.#rejected(),
       forwarded: () => this.forwarder?.stats().forwarded ?? {},
       outcomes: () => this.forwarder?.stats().outcomes ?? {},
       upstream: () => {
@@ -244,11 +247,6 @@ export class Gateway {
       connections: () => ({ mqtt: this.mqtt.stats().connections, serial: this.serial.stats().connections }),
       info: { version: VERSION, gatewayId: this.#config.gatewayId },
     });
-  }
-
-  #routeInfo(address: string, topic?: string): RouteInfo {
-    const route = (topic === undefined ? undefined : this.router.match(topic)) ?? this.router.routeForAddress(address);
-    return { mode: route?.delivery ?? 'at-least-once', ...(route?.properties === undefined ? {} : { properties: route.properties }) };
   }
 
   #upstreamReadiness(state: UpstreamState): void {

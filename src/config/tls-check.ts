@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createSecureContext } from 'node:tls';
+import { tlsMaterialProblem, type TlsMaterialProblem } from '../core/tls-material.js';
 import type { PathSegment } from './issues.js';
 import type { Config } from './schema.js';
 
@@ -23,25 +23,19 @@ export function checkTlsMaterial(config: Config, baseDir: string): Issue[] {
 
 function check(at: PathSegment[], files: TlsFiles | undefined, baseDir: string): Issue[] {
   if (files === undefined) return [];
-  const read = (path: string | undefined): Buffer | undefined => (path === undefined ? undefined : readFileSync(resolve(baseDir, path)));
+  let problem: TlsMaterialProblem | undefined;
   try {
-    const ca = read(files.ca);
-    const cert = read(files.cert);
-    const key = read(files.key);
-    createSecureContext({
-      ...(ca === undefined ? {} : { ca }), ...(cert === undefined ? {} : { cert }), ...(key === undefined ? {} : { key }),
-      ...(files.passphrase === undefined ? {} : { passphrase: files.passphrase }),
-    });
-    return [];
-  } catch (err) {
+    const read = (path: string | undefined): Buffer | undefined => (path === undefined ? undefined : readFileSync(resolve(baseDir, path)));
+    problem = tlsMaterialProblem({ ca: read(files.ca), cert: read(files.cert), key: read(files.key), passphrase: files.passphrase });
+  } catch {
     // A file that cannot be read was reported by the file checks already.
-    if ((err as NodeJS.ErrnoException).syscall !== undefined) return [];
-    const reason = ((err as Error).message ?? '').split('::').pop() ?? '';
-    if (/bad decrypt|bad password/i.test(reason)) {
-      return [{ path: [...at, files.passphrase === undefined ? 'key' : 'passphrase'], message: files.passphrase === undefined
-        ? 'is encrypted: set the passphrase (tls.passphrase)' : 'does not decrypt tls.key' }];
-    }
-    if (/key values mismatch/i.test(reason)) return [{ path: [...at, 'key'], message: 'does not belong to tls.cert' }];
-    return [{ path: at, message: `the certificate files cannot be used: ${reason || String(err)}` }];
+    return [];
   }
+  if (problem === undefined) return [];
+  if (problem.kind === 'passphrase') {
+    return [{ path: [...at, files.passphrase === undefined ? 'key' : 'passphrase'], message: files.passphrase === undefined
+      ? 'is encrypted: set the passphrase (tls.passphrase)' : 'does not decrypt tls.key' }];
+  }
+  if (problem.kind === 'mismatch') return [{ path: [...at, 'key'], message: 'does not belong to tls.cert' }];
+  return [{ path: at, message: `the certificate files cannot be used: ${problem.reason}` }];
 }

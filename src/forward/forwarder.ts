@@ -10,16 +10,18 @@ import type { Logger } from '../core/logger.js';
 import type { Spool, SpooledReading } from '../spool/interface.js';
 import type { Outcome, Upstream, UpstreamLink, UpstreamMessage } from '../upstream/interface.js';
 
+/** What the forwarder needs of a route (route/router.ts's Route has it). */
 export interface RouteInfo {
-  mode: 'at-least-once' | 'at-most-once';
+  /** at-least-once when unset. */
+  delivery?: 'at-least-once' | 'at-most-once';
   properties?: Record<string, string | number | boolean>;
 }
 
 export interface ForwarderOptions {
   spool: Spool;
   upstream: Upstream;
-  /** Delivery mode and extra properties for the readings of an address or topic. */
-  routeInfo: (address: string, topic?: string) => RouteInfo;
+  /** The route of the readings of an address or topic: their delivery mode and extra properties. */
+  route: (address: string, topic?: string) => RouteInfo | undefined;
   log: Logger;
   now?: () => number;
 }
@@ -93,7 +95,7 @@ export class Forwarder {
   }
 
   async #drain(address: string): Promise<void> {
-    const link = this.#options.upstream.link(address, this.#options.routeInfo(address).mode);
+    const link = this.#options.upstream.link(address, this.#options.route(address)?.delivery ?? 'at-least-once');
     if (!this.#linked.has(link)) {
       this.#linked.add(link);
       link.onCredit(() => this.#pump(address));
@@ -119,7 +121,7 @@ export class Forwarder {
   }
 
   #message(reading: SpooledReading): UpstreamMessage {
-    const { properties } = this.#options.routeInfo(reading.address, reading.topic);
+    const properties = this.#options.route(reading.address, reading.topic)?.properties;
     return {
       id: reading.id, topic: reading.topic, payload: reading.payload, receivedAt: reading.receivedAt, priority: reading.priority,
       ...(reading.expiresAt === undefined ? {} : { ttlMs: reading.expiresAt - this.#now() }),

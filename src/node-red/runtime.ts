@@ -12,7 +12,7 @@ import type { Config } from '../config/schema.js';
 import type { Envelope } from '../core/envelope.js';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { Forwarder, type ForwardStats, type RouteInfo } from '../forward/forwarder.js';
+import { Forwarder, type ForwardStats } from '../forward/forwarder.js';
 import { Router } from '../route/router.js';
 import type { SpoolStats } from '../spool/interface.js';
 import { SqliteSpool } from '../spool/sqlite/sqlite-spool.js';
@@ -69,7 +69,7 @@ export class UplinkRuntime {
       ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
     }));
     this.forwarder = new Forwarder({
-      spool: this.spool, upstream: this.upstream, routeInfo: (address, topic) => this.#routeInfo(address, topic),
+      spool: this.spool, upstream: this.upstream, route: (address, topic) => this.router.routeFor(address, topic),
       log: this.#log.child({ component: 'forward' }),
     });
     this.upstream.onState(() => this.#changed(true));
@@ -163,10 +163,5 @@ export class UplinkRuntime {
     if (!always && key === this.#lastKey) return;
     this.#lastKey = key;
     for (const listener of this.#listeners) listener();
-  }
-
-  #routeInfo(address: string, topic?: string): RouteInfo {
-    const route = (topic === undefined ? undefined : this.router.match(topic)) ?? this.router.routeForAddress(address);
-    return { mode: route?.delivery ?? 'at-least-once', ...(route?.properties === undefined ? {} : { properties: route.properties }) };
   }
 }

@@ -63,6 +63,11 @@ export class Router {
     return i < 0 ? undefined : this.#routes[i];
   }
 
+  /** The route of a spooled reading: its topic's, else the first that can produce its address. */
+  routeFor(address: string, topic?: string): Route | undefined {
+    return (topic === undefined ? undefined : this.match(topic)) ?? this.routeForAddress(address);
+  }
+
   /** The envelope with its address, priority and expiry; undefined when no route matches. */
   route(envelope: Envelope): RoutedReading | undefined {
     const route = this.match(envelope.topic);

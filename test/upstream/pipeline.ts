@@ -48,7 +48,7 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
   });
   const forwarder = new Forwarder({
     spool, upstream, log: log.child({ component: 'forward' }),
-    routeInfo: () => ({ mode: options.mode ?? 'at-least-once', ...(options.properties ? { properties: options.properties } : {}) }),
+    route: () => ({ delivery: options.mode ?? 'at-least-once', ...(options.properties ? { properties: options.properties } : {}) }),
   });
   await spool.start();
   await upstream.start();

@@ -100,15 +100,14 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
   }
 
   link(address: string, mode: DeliveryMode): UpstreamLink {
-    let link = this.#links.get(address);
-    if (link === undefined) {
-      link = new AmqpSenderLink({
-        address, mode, gatewayId: this.#options.gatewayId, log: this.#log,
-        onError: (error) => this.#linkFailed(address, error),
-      });
-      this.#links.set(address, link);
-      if (this.#connected && this.#connection !== undefined) link.attach(this.#connection);
-    }
+    const known = this.#links.get(address);
+    if (known !== undefined) return known;
+    const link: AmqpSenderLink = new AmqpSenderLink({
+      address, mode, gatewayId: this.#options.gatewayId, log: this.#log,
+      onError: (error) => this.#attachLater(link, error),
+    });
+    this.#links.set(address, link);
+    if (this.#connected && this.#connection !== undefined) link.attach(this.#connection);
     return link;
   }
 
@@ -116,7 +115,7 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
   receiver(options: UpstreamReceiverOptions): UpstreamReceiver {
     const receiver: AmqpReceiverLink = new AmqpReceiverLink({
       ...options, log: this.#log,
-      onError: (error) => this.#receiverFailed(receiver, error),
+      onError: (error) => this.#attachLater(receiver, error, () => !receiver.closed),
       onClose: () => this.#receivers.delete(receiver),
     });
     this.#receivers.add(receiver);
@@ -279,25 +278,15 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     }, delay);
   }
 
-  #linkFailed(address: string, error: UpstreamError): void {
+  /**
+   * A link the broker closed (sender or receiver): its error is recorded, and a while later it is
+   * attached again, if it is still wanted, still detached, and the connection is still up.
+   */
+  #attachLater(link: { readonly attached: boolean; attach(connection: Connection): void }, error: UpstreamError, wanted: () => boolean = () => true): void {
     this.#recordError(error);
     const timer = setTimeout(() => {
       this.#linkTimers.delete(timer);
-      const link = this.#links.get(address);
-      if (!this.#stopping && this.#connected && this.#connection !== undefined && link !== undefined && !link.attached) {
-        link.attach(this.#connection);
-      }
-    }, this.#options.linkRetryMs ?? 5000);
-    this.#linkTimers.add(timer);
-  }
-
-  #receiverFailed(receiver: AmqpReceiverLink, error: UpstreamError): void {
-    this.#recordError(error);
-    const timer = setTimeout(() => {
-      this.#linkTimers.delete(timer);
-      if (!this.#stopping && this.#connected && this.#connection !== undefined && !receiver.closed && !receiver.attached) {
-        receiver.attach(this.#connection);
-      }
+      if (!this.#stopping && this.#connected && this.#connection !== undefined && wanted() && !link.attached) link.attach(this.#connection);
     }, this.#options.linkRetryMs ?? 5000);
     this.#linkTimers.add(timer);
   }

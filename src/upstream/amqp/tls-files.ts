@@ -9,7 +9,7 @@
  * from inside the connection attempt, out of reach of the error handling.
  */
 import { readFileSync } from 'node:fs';
-import { createSecureContext } from 'node:tls';
+import { tlsMaterialProblem, type TlsMaterialProblem } from '../../core/tls-material.js';
 import { UpstreamError } from './errors.js';
 
 export interface TlsPaths {
@@ -40,24 +40,19 @@ export function readTlsFiles(paths: TlsPaths | undefined): TlsMaterial {
         { retryable: true, cause: err });
     }
   }
-  try {
-    createSecureContext({ ...material, ...(paths?.passphrase === undefined ? {} : { passphrase: paths.passphrase }) });
-  } catch (err) {
+  const problem = tlsMaterialProblem({ ...material, passphrase: paths?.passphrase });
+  if (problem !== undefined) {
     const named = FILES.filter((name) => paths?.[name] !== undefined).map((name) => `upstream.tls.${name} ${paths![name]}`).join(', ');
-    throw new UpstreamError('UPSTREAM_TLS', `the upstream TLS files cannot be used (${tlsReason(err)}); check ${named}`,
-      { retryable: true, cause: err });
+    throw new UpstreamError('UPSTREAM_TLS', `the upstream TLS files cannot be used (${PROBLEM_WORDS[problem.kind] ?? problem.reason}); check ${named}`,
+      { retryable: true });
   }
   return material;
 }
 
-/** OpenSSL's words, made readable: "error:1C800064:Provider routines::bad decrypt" → "bad decrypt". */
-function tlsReason(err: unknown): string {
-  const message = (err as Error).message ?? String(err);
-  const reason = message.split('::').pop() ?? message;
-  if (/bad decrypt|bad password/i.test(reason)) return 'the key cannot be decrypted: wrong or missing upstream.tls.passphrase';
-  if (/key values mismatch/i.test(reason)) return 'the key does not belong to the certificate';
-  return reason;
-}
+const PROBLEM_WORDS: Partial<Record<TlsMaterialProblem['kind'], string>> = {
+  passphrase: 'the key cannot be decrypted: wrong or missing upstream.tls.passphrase',
+  mismatch: 'the key does not belong to the certificate',
+};
 
 export function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {
   return FILES.every((k) => (a[k] === undefined ? b[k] === undefined : b[k] !== undefined && a[k]!.equals(b[k]!)));
