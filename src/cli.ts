@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `uplink` command. Exit codes: 0 success, 1 failure (invalid config, a component that cannot
- * start), 2 wrong usage (unknown command or flag).
+ * start), 2 wrong usage (unknown command or flag); `run` also 70 (a bug: an uncaught exception or
+ * unhandled rejection) and 74 (the spool's storage failed: an I/O error or a failed fsync).
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { defaultConfig, loadConfigFile } from './config/load.js';
@@ -34,10 +35,15 @@ Usage:
 Options:
   -c, --config FILE   the config file (YAML); see README.md for every key and its default
 
-Exit codes: 0 ok, 1 failure (e.g. invalid config), 2 wrong usage.
+Exit codes: 0 ok, 1 failure (e.g. invalid config), 2 wrong usage; run also 70 (an uncaught
+error, a bug) and 74 (the spool's storage failed: I/O error or failed fsync; restart to recover).
 `;
 
 class UsageError extends Error {}
+
+/** sysexits.h: EX_SOFTWARE, EX_IOERR. */
+const EXIT_BUG = 70;
+const EXIT_STORAGE = 74;
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -138,8 +144,18 @@ async function runCommand(args: string[]): Promise<number> {
   } catch (err) {
     return reportFailure(err);
   }
-  const gateway = new Gateway(config, undefined, { env: process.env, tty: process.stdout.isTTY === true });
+  // Exits at once, from inside the spool's failure: no acknowledgement can be written after it.
+  // The spool has logged why; SQLite recovers the journal when systemd starts us again.
+  const onFatal = (): never => process.exit(EXIT_STORAGE);
+  const gateway = new Gateway(config, undefined, { env: process.env, tty: process.stdout.isTTY === true, onFatal });
   const log = gateway.log;
+  // A bug must still end with a log line (JSON for journald), not a stack trace on stderr alone.
+  const crash = (kind: string) => (err: unknown): void => {
+    log.fatal({ err }, `${kind}: ${messageOf(err)}; exiting`);
+    process.exit(EXIT_BUG);
+  };
+  process.on('uncaughtException', crash('uncaught exception'));
+  process.on('unhandledRejection', crash('unhandled promise rejection'));
   log.info({ version: VERSION, config: file ?? '(defaults)' }, 'starting');
 
   return new Promise<number>((resolve) => {

@@ -6,6 +6,7 @@ import { mkdir, access, constants } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import type { Config } from './config/schema.js';
+import { systemClock, type Clock } from './core/clock.js';
 import { GatewayError } from './core/errors.js';
 import type { Logger } from './core/logger.js';
 import { OpsServer } from './ops/http-server.js';
@@ -33,6 +34,14 @@ export interface GatewayOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Log in the human format (stdout is a terminal) instead of JSON lines. */
   tty?: boolean;
+  /**
+   * The spool's storage failed (an I/O error, a failed fsync): nothing more is acknowledged, and
+   * the process should end so that systemd restarts it (`uplink run` exits with 74). The spool
+   * has logged why.
+   */
+  onFatal?: (error: GatewayError) => void;
+  /** What readings are stamped with (core/clock.ts); the process's clock when unset. */
+  clock?: Clock;
 }
 
 /** What a reload (SIGHUP) did; the rules are in ops/reload.ts. */
@@ -76,7 +85,11 @@ export class Gateway {
     this.#rootLog = log ?? createLogger({ level: config.log.level, format: options.tty === true ? 'pretty' : 'json' });
     this.log = this.#rootLog.child({ gatewayId: config.gatewayId });
     this.router = new Router({ routes: config.routes, ...(config.spool.ttl === undefined ? {} : { defaultTtl: config.spool.ttl }) });
-    this.spool = new SqliteSpool({ dataDir: config.dataDir, ...config.spool, log: this.log.child({ component: 'spool' }) });
+    const clock = options.clock ?? systemClock;
+    this.spool = new SqliteSpool({
+      dataDir: config.dataDir, ...config.spool, log: this.log.child({ component: 'spool' }), clock,
+      ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),
+    });
     const upstream = config.upstream;
     if (upstream !== undefined) {
       this.upstream = new AmqpUpstream(upstreamOptions(upstream, { gatewayId: config.gatewayId, log: this.log.child({ component: 'upstream' }) }));
@@ -86,8 +99,10 @@ export class Gateway {
       });
       this.upstream.onState((state) => this.#upstreamReadiness(state));
     }
-    this.mqtt = new MqttIngest({ config: config.mqtt, spool: this.spool, router: this.router, log: this.log.child({ component: 'mqtt' }) });
-    this.serial = new SerialIngest({ ports: config.serial, spool: this.spool, router: this.router, log: this.log.child({ component: 'serial' }) });
+    // Readings are stamped with the step-free clock the spool expects (core/clock.ts).
+    const now = (): number => clock.now();
+    this.mqtt = new MqttIngest({ config: config.mqtt, spool: this.spool, router: this.router, log: this.log.child({ component: 'mqtt' }), now });
+    this.serial = new SerialIngest({ ports: config.serial, spool: this.spool, router: this.router, log: this.log.child({ component: 'serial' }), now });
     this.#rates = new Rates({ read: () => ({ ingested: sum(this.#ingested()), forwarded: sum(this.forwarder?.stats().forwarded ?? {}) }) });
     this.#http = new OpsServer({
       ...config.http, readiness: this.readiness, metrics: this.#metrics(), status: () => this.status(), log: this.log.child({ component: 'http' }),

@@ -134,7 +134,7 @@ export const SpoolSchema = z.strictObject({
   maxAttempts: z.number().int().min(1).default(10)
     .describe('a reading the upstream returns as modified this many times is dead-lettered'),
   onCorrupt: z.enum(['fail', 'fresh'], { error: 'must be fail or fresh' }).default('fail')
-    .describe('a corrupt spool file is always moved aside; fresh: then start with an empty spool, fail: refuse to start'),
+    .describe('fail: refuse to start and leave a corrupt spool file as it is; fresh: move it aside (spool.db.corrupt-TIME) and start with an empty spool'),
 });
 
 export const TlsSchema = z.strictObject({

@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'SPOOL_FULL'
   | 'SPOOL_CORRUPT'
   | 'SPOOL_IN_USE'
+  /** The spool's storage failed (an I/O error, a failed fsync): the spool stopped; restart the process. */
+  | 'STORAGE_FAILED'
   | 'DISK_FULL'
   | 'IO'
   | 'UPSTREAM_AUTH'

@@ -2,6 +2,7 @@
  * Node-RED messages ↔ readings and downlink messages. Readings carry bytes: a Buffer goes as it is,
  * a string as UTF-8, anything else as its JSON text. Errors are GatewayErrors with code BAD_INPUT.
  */
+import { systemClock } from '../core/clock.js';
 import { isUtf8 } from 'node:buffer';
 import type { Envelope } from '../core/envelope.js';
 import { GatewayError } from '../core/errors.js';
@@ -10,7 +11,7 @@ import type { DownlinkMessage } from '../upstream/downlink.js';
 import type { NodeMessage } from './red-api.js';
 
 /** The reading for `msg`; the node's own topic, when set, wins over msg.topic (as in mqtt out). */
-export function toEnvelope(msg: NodeMessage, nodeTopic: string | undefined, now = Date.now()): Envelope {
+export function toEnvelope(msg: NodeMessage, nodeTopic: string | undefined, now = systemClock.now()): Envelope {
   const topic = nodeTopic !== undefined && nodeTopic !== '' ? nodeTopic : msg.topic;
   if (typeof topic !== 'string' || topic === '') {
     throw new GatewayError('BAD_INPUT', 'msg.topic must be a non-empty string (or set a topic on the node)');

@@ -11,6 +11,9 @@
  *   place in the queue; `modify` counts an attempt and returns it, or dead-letters it past the cap;
  *   `reject` moves it to the dead-letter store with the reason.
  * - Expired readings (TTL) are never leased: they are dropped or dead-lettered, and counted.
+ * - Times: appended readings are stamped with the step-free clock (core/clock.ts, Clock.now);
+ *   leased readings carry wall-clock times, corrected for every step of the system clock the
+ *   spool saw since they were stored, so that age and expiry hold across clock steps.
  *
  * Error rules
  * - Every error is a GatewayError. `retryable: true` (SPOOL_FULL, DISK_FULL, IO) means the same call
@@ -18,6 +21,11 @@
  * - Under the `block` policy and on a full disk, `append` does not fail: it waits until there is
  *   room (pass an AbortSignal to give up); the readings are not stored until it resolves.
  * - SPOOL_CORRUPT is not retryable: the database file is unusable; it is kept, never deleted.
+ * - STORAGE_FAILED is not retryable: an I/O error or a failed fsync. The spool stops: appends
+ *   still waiting and every later call are refused with it (an append refused so may or may not be
+ *   on disk: it was not acknowledged), and the owner is told once (the gateway then exits, so that
+ *   systemd restarts it and SQLite recovers the journal).
+ * - A full disk is not an error: appends wait as under `block`; settlements still commit.
  * - SPOOL_IN_USE is not retryable: `start` found another owner of the directory (another gateway
  *   or Node-RED runtime on the same dataDir); two owners would send the same readings twice.
  * - ack/release/modify/reject of an id that is not in flight is ignored (it was settled already,

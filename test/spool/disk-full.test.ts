@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -22,6 +22,20 @@ function smallFilesystem(megabytes: number): string {
   execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${megabytes}m`, 'uplink-test', dir]);
   mounts.push(dir);
   return dir;
+}
+
+async function waitFor(condition: () => boolean, message: string): Promise<void> {
+  for (let i = 0; !condition(); i++) {
+    assert.ok(i < 500, message);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Bounds a hang only (generous): the assertion is that `p` resolves at all. */
+async function within(p: Promise<void>, message: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), 20_000); })]);
+  clearTimeout(timer);
 }
 
 let n = 0;
@@ -79,6 +93,49 @@ describe('spool on a filesystem that fills up', () => {
       assert.equal(ids.size, pending.length * 50);
     });
   }
+
+  test('full disk while connected: the acks still commit, and a spool that filled its own disk drains itself', async () => {
+    const dir = smallFilesystem(6);
+    const { log, lines } = memoryLogger();
+    const spool = new SqliteSpool(spoolOptions(dir, { log, diskFullRetryMs: 20, reserveBytes: 1024 * 1024, maintenanceMs: 50 }));
+    await spool.start();
+    try {
+      await waitFor(() => existsSync(join(dir, 'spool.reserve')), 'the disk reserve was never made');
+      const appended = new Set<string>();
+      const pending: Array<Promise<void>> = [];
+      while (!spool.stats().diskFull) {
+        const readings = batch(50);
+        const p = spool.append(readings).then(() => { for (const r of readings) appended.add(r.id); });
+        pending.push(p);
+        await Promise.race([p, new Promise((r) => setTimeout(r, 100))]);
+        assert.ok(pending.length < 1000, 'the disk never filled');
+      }
+      assert.ok(spool.stats().blocked, 'appends wait while the disk is full');
+      // The forwarder goes on: it leases and the broker accepts. Each ack must commit on the full disk.
+      const delivered = new Set<string>();
+      let all = false;
+      void Promise.all(pending).then(() => { all = true; });
+      while (!all || spool.stats().depth > 0) {
+        const leased = await spool.lease('q', 200);
+        if (leased.length === 0) {
+          await new Promise((r) => setTimeout(r, 20));
+          continue;
+        }
+        const before = spool.stats().depth;
+        await within(spool.ack(leased.map((r) => r.seq)), 'an ack did not commit on the full disk');
+        assert.equal(spool.stats().depth, before - leased.length);
+        for (const r of leased) delivered.add(r.id);
+      }
+      assert.ok(lines.some((l) => /gave back the disk reserve/.test(String(l.msg))));
+      assert.deepEqual([...appended].filter((id) => !delivered.has(id)), [], 'every stored reading was delivered');
+      assert.equal(delivered.size, pending.length * 50, 'every append was stored in the end, none refused');
+    } finally {
+      await spool.stop();
+    }
+    const db = new Database(spoolFile(dir), { readonly: true });
+    assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
+    db.close();
+  });
 
   test('drop-oldest with a quota below the disk size evicts and never fills the disk', async () => {
     const dir = smallFilesystem(8);

@@ -8,8 +8,13 @@
  *   transactions as the readings so that start-up reads totals without scanning.
  * - `dead_letters`: readings the upstream rejected (or that hit the attempt cap or expired), with
  *   the reason.
- * - WAL journal; `synchronous=FULL` by default so that a committed append survives a power cut;
- *   `auto_vacuum=INCREMENTAL` so that freed pages are returned to the file system bit by bit.
+ * - `clock_steps`: steps of the system clock seen while readings were stored, so that their times
+ *   can be corrected without rewriting them (clock-steps.ts). Added to schema 1 without a version
+ *   change: an older uplink ignores it (and its readings' times stay uncorrected).
+ * - WAL journal; `auto_vacuum=INCREMENTAL` so that freed pages are returned to the file system bit
+ *   by bit. With `durability: full` the connection runs `synchronous=NORMAL` and the spool fsyncs
+ *   the WAL itself before it acknowledges an append (durability.ts); with `normal`, nothing is
+ *   fsynced at commit and a power cut may lose the last acknowledged readings.
  * Lease state (what is in flight) is never written: after a restart everything is simply queued.
  */
 import Database from 'better-sqlite3';
@@ -44,6 +49,7 @@ CREATE TABLE IF NOT EXISTS readings (
 );
 CREATE INDEX IF NOT EXISTS readings_order ON readings (target, priority, seq);
 CREATE INDEX IF NOT EXISTS readings_expiry ON readings (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS clock_steps (upto_seq INTEGER PRIMARY KEY, delta INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (
   seq INTEGER PRIMARY KEY,
   id TEXT NOT NULL,

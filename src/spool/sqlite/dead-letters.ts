@@ -13,6 +13,9 @@ interface DeadLetterRow {
   description: string | null; dead_at: number;
 }
 
+/** Dead letters replayed per transaction. */
+const REPLAY_BATCH = 500;
+
 const COLUMNS = 'seq, id, address, priority, topic, payload, received_at, expires_at, attempts, condition, description, dead_at';
 
 function toDeadLetter(row: DeadLetterRow): DeadLetter {
@@ -55,24 +58,46 @@ export class SqliteDeadLetterStore implements DeadLetterStore {
     return this.#wrap('counting dead letters', () => this.#db.prepare('SELECT count(*) FROM dead_letters').pluck().get() as number);
   }
 
+  /**
+   * In batches of REPLAY_BATCH, one transaction each: a running gateway's commits wait for this
+   * process's write lock (busy_timeout, on its event loop), so no transaction may hold it long.
+   */
   replay(seqs?: readonly number[]): number {
+    let replayed = 0;
+    if (seqs !== undefined) {
+      const sorted = [...seqs].sort((a, b) => a - b);
+      for (let i = 0; i < sorted.length; i += REPLAY_BATCH) replayed += this.#replayBatch(this.#selectSeqs(sorted.slice(i, i + REPLAY_BATCH)));
+      return replayed;
+    }
+    for (let after = 0; ;) {
+      const rows = this.#wrap('listing dead letters', () =>
+        this.#db.prepare(`SELECT ${COLUMNS} FROM dead_letters WHERE seq > ? ORDER BY seq LIMIT ?`).all(after, REPLAY_BATCH) as DeadLetterRow[]);
+      if (rows.length === 0) return replayed;
+      replayed += this.#replayBatch(rows);
+      after = rows.at(-1)!.seq;
+    }
+  }
+
+  #replayBatch(rows: DeadLetterRow[]): number {
     return this.#wrap('replaying dead letters', () => this.#db.transaction(() => {
-      const rows = this.#select(seqs);
       const ensureTarget = this.#db.prepare('INSERT INTO targets (address) VALUES (?) ON CONFLICT (address) DO NOTHING');
       const targetId = this.#db.prepare('SELECT id FROM targets WHERE address = ?').pluck();
       const insert = this.#db.prepare('INSERT INTO readings (id, target, priority, topic, payload, received_at, expires_at, attempts) ' +
         'VALUES (?, ?, ?, ?, ?, ?, ?, 0)');
       const totals = this.#db.prepare('UPDATE targets SET depth = depth + 1, bytes = bytes + ? WHERE id = ?');
       const remove = this.#db.prepare('DELETE FROM dead_letters WHERE seq = ?');
+      let replayed = 0;
       for (const row of rows) {
+        // Gone meanwhile (replayed or purged by another command): not twice.
+        if (remove.run(row.seq).changes !== 1) continue;
         ensureTarget.run(row.address);
         const target = targetId.get(row.address) as number;
         // The TTL is dropped on replay: a person asked for these readings to go out again.
         insert.run(row.id, target, row.priority, row.topic, row.payload, row.received_at, null);
         totals.run(row.payload.length, target);
-        remove.run(row.seq);
+        replayed += 1;
       }
-      return rows.length;
+      return replayed;
     })());
   }
 
@@ -84,11 +109,10 @@ export class SqliteDeadLetterStore implements DeadLetterStore {
     });
   }
 
-  #select(seqs?: readonly number[]): DeadLetterRow[] {
-    if (seqs === undefined) return this.#db.prepare(`SELECT ${COLUMNS} FROM dead_letters ORDER BY seq`).all() as DeadLetterRow[];
+  #selectSeqs(seqs: readonly number[]): DeadLetterRow[] {
     const one = this.#db.prepare(`SELECT ${COLUMNS} FROM dead_letters WHERE seq = ?`);
-    return [...seqs].sort((a, b) => a - b).map((seq) => one.get(seq) as DeadLetterRow | undefined)
-      .filter((row): row is DeadLetterRow => row !== undefined);
+    return this.#wrap('reading dead letters', () => seqs.map((seq) => one.get(seq) as DeadLetterRow | undefined)
+      .filter((row): row is DeadLetterRow => row !== undefined));
   }
 
   #wrap<T>(doing: string, fn: () => T): T {

@@ -1,0 +1,125 @@
+/**
+ * Keeps the spool's times right across steps of the system clock (see core/clock.ts).
+ *
+ * Readings arrive stamped in step-free time (Clock.now). A commit stores them in wall time:
+ * stamp + `offset`, the difference between the system clock and the step-free clock as last
+ * recorded. When that difference changes by a second or more, the clock was stepped: the step is
+ * written to `clock_steps` as (upto_seq, delta), meaning "every reading with seq <= upto_seq was
+ * stored `delta` ms off". A reading's time is its stored time plus the deltas of every step
+ * recorded after it. No reading row is ever rewritten for a step: on an SD card that would be the
+ * whole backlog written again.
+ *
+ * Across a restart nothing monotonic survives, so two rules catch a clock that was wrong then or is
+ * wrong now: readings stored before CLOCK_FLOOR (a Pi that ran in 1970 and stopped before NTP set
+ * the time) and readings newer than the clock at start (the clock went back across the restart) are
+ * both taken as received at the start, so their TTL counts from then: not expired wholesale, and not
+ * kept for ever.
+ */
+import { CLOCK_FLOOR, type Clock } from '../../core/clock.js';
+import type { Logger } from '../../core/logger.js';
+import type { Statements } from './statements.js';
+
+/** A change of wall minus step-free time at least this large is a step, not jitter or slewing. */
+const STEP_MS = 1000;
+/** At start, readings this far ahead of the clock mean the clock went back across the restart. */
+const AHEAD_MS = 60_000;
+
+interface Step {
+  upto: number;
+  delta: number;
+}
+
+export interface Segment {
+  /** Seqs in (after, upto]; upto Infinity for the last. */
+  after: number;
+  upto: number;
+  correction: number;
+}
+
+export class ClockSteps {
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  #steps: Step[] = [];
+  /** Wall minus step-free time, as stored readings assume it. */
+  #offset = 0;
+
+  constructor(clock: Clock, log: Logger) {
+    this.#clock = clock;
+    this.#log = log;
+  }
+
+  /** What to add to a stamp to store it: wall minus step-free time as last recorded. */
+  get offset(): number {
+    return this.#offset;
+  }
+
+  /** The spool's wall time now: consistent with the stored times whether or not a step is recorded yet. */
+  wallNow(): number {
+    return this.#clock.now() + this.#offset;
+  }
+
+  /** How far off the stored times of `seq` are (add it to them). */
+  correction(seq: number): number {
+    let sum = 0;
+    for (let i = this.#steps.length - 1; i >= 0 && this.#steps[i]!.upto >= seq; i--) sum += this.#steps[i]!.delta;
+    return sum;
+  }
+
+  /** The seq ranges that share one correction, for queries on stored times. */
+  segments(): Segment[] {
+    const out: Segment[] = [];
+    let after = 0;
+    let correction = this.#steps.reduce((sum, s) => sum + s.delta, 0);
+    for (const step of this.#steps) {
+      out.push({ after, upto: step.upto, correction });
+      after = step.upto;
+      correction -= step.delta;
+    }
+    out.push({ after, upto: Number.POSITIVE_INFINITY, correction: 0 });
+    return out;
+  }
+
+  /** At start: the recorded steps, and the two restart rules above. Writes only when a rule applies. */
+  load(sql: Statements): void {
+    this.#offset = this.#clock.wall() - this.#clock.now();
+    this.#steps = (sql.get('steps').all() as Array<{ upto_seq: number; delta: number }>).map((r) => ({ upto: r.upto_seq, delta: r.delta }));
+    const newest = sql.get('newest').get() as { seq: number; received_at: number } | undefined;
+    if (newest === undefined) return;
+    const now = this.wallNow();
+    const received = newest.received_at + this.correction(newest.seq);
+    const unset = received < CLOCK_FLOOR && now >= CLOCK_FLOOR;
+    if (!unset && received <= now + AHEAD_MS) return;
+    this.#log.warn({ newestReceivedAt: new Date(received).toISOString(), now: new Date(now).toISOString() },
+      unset ? 'spool: readings were stored while the clock was not set; their age counts from now'
+        : 'spool: the clock is behind the readings stored before the restart; their age counts from now');
+    this.#record(sql, newest.seq, now - received);
+  }
+
+  /** Records a step if the clock moved since the last record; `lastSeq` is the newest seq on disk. */
+  check(sql: Statements, lastSeq: () => number): void {
+    const offset = this.#clock.wall() - this.#clock.now();
+    const delta = offset - this.#offset;
+    if (Math.abs(delta) < STEP_MS) return;
+    const upto = lastSeq();
+    // If this write fails (a full disk), the offset stays as it was and later commits store in the
+    // old frame, consistent with the rows before them; the step is recorded on the next try.
+    if (upto > 0) this.#record(sql, upto, delta);
+    this.#offset = offset;
+    this.#log.warn({ stepMs: delta, correctedUpToSeq: upto }, 'the system clock was stepped: stored readings keep their age and expiry');
+  }
+
+  /** Steps older than every reading on disk correct nothing any more. */
+  prune(sql: Statements, oldestSeq: number | undefined): void {
+    const keepFrom = oldestSeq ?? Number.POSITIVE_INFINITY;
+    if (this.#steps.length === 0 || this.#steps[0]!.upto >= keepFrom) return;
+    sql.get('pruneSteps').run(Number.isFinite(keepFrom) ? keepFrom : Number.MAX_SAFE_INTEGER);
+    this.#steps = this.#steps.filter((s) => s.upto >= keepFrom);
+  }
+
+  #record(sql: Statements, upto: number, delta: number): void {
+    sql.get('addStep').run(upto, delta);
+    const last = this.#steps.at(-1);
+    if (last !== undefined && last.upto === upto) last.delta += delta;
+    else this.#steps.push({ upto, delta });
+  }
+}

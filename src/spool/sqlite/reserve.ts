@@ -1,0 +1,68 @@
+/**
+ * A few megabytes kept aside in `spool.reserve` for the day the disk fills. On a full disk SQLite
+ * can write nothing at all, not even a DELETE: the WAL cannot grow and a checkpoint cannot grow
+ * the database file. Then the acks of readings the broker already accepted could never be
+ * committed, nothing would ever leave the spool, and a spool that filled its own disk would stay
+ * stuck for good. Giving the reserve back lets the settlements and a checkpoint go through; the
+ * reserve is made again once the disk has room.
+ *
+ * Written once (not at every start): SD cards have few writes to spare.
+ */
+import { existsSync, rmSync, statfsSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const CHUNK = 1024 * 1024;
+
+export class DiskReserve {
+  readonly #file: string;
+  readonly #bytes: number;
+  #making = false;
+
+  constructor(dataDir: string, bytes: number) {
+    this.#file = join(dataDir, 'spool.reserve');
+    this.#bytes = bytes;
+  }
+
+  get present(): boolean {
+    return this.#bytes > 0 && existsSync(this.#file);
+  }
+
+  /** Gives the space back; true if there was a reserve to give. */
+  release(): boolean {
+    if (!this.present) return false;
+    rmSync(this.#file, { force: true });
+    return true;
+  }
+
+  /**
+   * Makes the reserve if it is missing and the disk has room for it twice over; never fails (a
+   * reserve that cannot be made leaves the spool as it would be without one).
+   */
+  async ensure(): Promise<void> {
+    if (this.#bytes <= 0 || this.#making || existsSync(this.#file)) return;
+    try {
+      const s = statfsSync(join(this.#file, '..'));
+      if (s.bavail * s.bsize < 2 * this.#bytes) return;
+    } catch {
+      return;
+    }
+    this.#making = true;
+    const partial = `${this.#file}.new`;
+    try {
+      const handle = await open(partial, 'w');
+      try {
+        // Real blocks, not a sparse file: only written bytes hold space.
+        const zeros = Buffer.alloc(Math.min(CHUNK, this.#bytes));
+        for (let written = 0; written < this.#bytes; written += zeros.length) await handle.write(zeros, 0, Math.min(zeros.length, this.#bytes - written));
+      } finally {
+        await handle.close();
+      }
+      await rename(partial, this.#file);
+    } catch {
+      rmSync(partial, { force: true });
+    } finally {
+      this.#making = false;
+    }
+  }
+}
