@@ -162,6 +162,48 @@ describe('serial framing', () => {
   });
 });
 
+describe('serial framing of garbage', () => {
+  /** Deterministic random bytes (mulberry32), so a failure can be replayed. */
+  function garbage(seed: number, chunks: number): Buffer[] {
+    let state = seed >>> 0;
+    const random = (): number => {
+      state = (state + 0x6d2b79f5) >>> 0;
+      let t = state;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    return Array.from({ length: chunks }, () => Buffer.from(Array.from({ length: Math.floor(random() * 300) }, () => Math.floor(random() * 256))));
+  }
+
+  for (const [framing, mark, frame] of [
+    [{ mode: 'line', delimiter: '\n' }, '\nMARK\n', 'MARK'],
+    [regex('MARK\\d;'), 'MARK7;', 'MARK7;'],
+    [regex('<[^>]*>'), '><MARK>', '<MARK>'],
+    [regex('\\x02[^\\x03]*\\x03'), '\x03\x02MARK\x03', '\x02MARK\x03'],
+    [{ mode: 'timeout', gapMs: 20 }, 'MARK', 'MARK'],
+  ] as Array<[Framing, string, string]>) {
+    it(`${framing.mode} ${JSON.stringify(framing)}: random bytes never throw, long stretches are counted, and the next frame comes through (mocked timers)`, (t) => {
+      t.mock.timers.enable({ apis: ['setTimeout'] });
+      for (const seed of [1, 2, 3]) {
+        const { out, framer } = collector(framing, 64);
+        for (const chunk of garbage(seed, 200)) {
+          framer.push(chunk);
+          t.mock.timers.tick(5);
+        }
+        t.mock.timers.tick(100);
+        const before = out.frames.length;
+        framer.push(Buffer.from(mark, 'latin1'));
+        t.mock.timers.tick(100);
+        assert.ok(out.tooLong.length > 0, `seed ${seed}: 60 KB of garbage in frames of at most 64 bytes is counted too_long`);
+        assert.ok(out.frames.slice(before).includes(frame), `seed ${seed}: ${JSON.stringify(out.frames.slice(before))}`);
+        framer.flush();
+        framer.close();
+      }
+    });
+  }
+});
+
 describe('serial decoding and topics', () => {
   it('raw keeps any bytes; text refuses invalid UTF-8', () => {
     const bytes = Buffer.from([0xff, 0x00, 0x41]);
@@ -225,12 +267,13 @@ describe('serial config schema', () => {
   it('explains what is wrong', () => {
     assert.deepEqual(problems({ parity: 'maybe' }), ['parity: must be none, even, odd, mark or space']);
     assert.deepEqual(problems({ dataBits: 9 }), ['dataBits: must be 5, 6, 7 or 8']);
-    assert.deepEqual(problems({ baud: 9600 }).length, 1);
+    assert.deepEqual(problems({ baud: 9600 }), [': Unrecognized key: "baud"'], 'config/load.ts names the key in its own words');
     assert.deepEqual(problems({ decode: 'csv' }), ['columns: is required for decode: csv']);
     assert.deepEqual(problems({ topic: 'sensor/+/x' }), ["topic: must not contain the MQTT wildcards '+' or '#' (a topic template such as sensor/{line}/{metric})"]);
     assert.deepEqual(problems({ topic: 'sensor/{line}' }), ['topic: {line} needs decode: json or csv (only {port} is known for text)']);
     assert.match(problems({ framing: { mode: 'regex', pattern: '(' } })[0]!, /^framing\.pattern: is not a valid regular expression/);
-    assert.deepEqual(problems({ framing: { mode: 'length' } }).length, 1);
-    assert.deepEqual(problems({ framing: { mode: 'bytes' } }).length, 1);
+    assert.deepEqual(problems({ framing: { mode: 'length' } }), ['framing.length: Invalid input: expected number, received undefined']);
+    assert.deepEqual(problems({ framing: { mode: 'bytes' } }), ['framing.mode: must have mode line, regex, length or timeout']);
+    assert.deepEqual(problems({ framing: { mode: 'regex', pattern: 'T=\\d+', gapMs: 0 } }), ['framing.gapMs: must be at least 1 ms']);
   });
 });
