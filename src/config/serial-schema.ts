@@ -33,6 +33,8 @@ const regexSource = z.string().min(1, 'must not be empty').superRefine((value, c
   }
 });
 
+const gapMs = z.number().int('must be an integer number of ms').min(1, 'must be at least 1 ms').max(60_000, 'must be at most 60000 ms').default(50);
+
 const FramingSchema = z.discriminatedUnion('mode', [
   z.strictObject({
     mode: z.literal('line'),
@@ -42,6 +44,7 @@ const FramingSchema = z.discriminatedUnion('mode', [
   z.strictObject({
     mode: z.literal('regex'),
     pattern: regexSource.describe('a JavaScript regular expression; each match is a frame, bytes between matches are dropped'),
+    gapMs: gapMs.describe('a match that more bytes could still extend (T=\\d+ on "T=12") is a frame after this many ms without a byte'),
   }),
   z.strictObject({
     mode: z.literal('length'),
@@ -49,8 +52,7 @@ const FramingSchema = z.discriminatedUnion('mode', [
   }),
   z.strictObject({
     mode: z.literal('timeout'),
-    gapMs: z.number().int('must be an integer number of ms').min(1, 'must be at least 1 ms').max(60_000, 'must be at most 60000 ms').default(50)
-      .describe('a pause of this many ms between bytes ends a frame'),
+    gapMs: gapMs.describe('a pause of this many ms between bytes ends a frame'),
   }),
 ], { error: 'must have mode line, regex, length or timeout' });
 

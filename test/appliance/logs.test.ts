@@ -104,11 +104,22 @@ describe('logs', () => {
       const debug = await gw.waitForLog((l) => l.msg === 'mqtt client connected');
       assert.equal(debug.level, 'debug');
 
+      // An invalid file: the error says why, this reload applies nothing, the level stays debug,
+      // nothing is named as needing a restart, and the gateway keeps running.
       await writeFile(gw.configFile, 'mqtt: { port: "not a port" }\n');
-      gw.child.kill('SIGHUP');
-      const invalid = await gw.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('SIGHUP: the config file is not valid'));
-      assert.equal(invalid.level, 'error');
-      assert.match(String(invalid.error), /mqtt\.port/);
+      const kept = await sighup(gw, 2);
+      assert.deepEqual(kept.applied, []);
+      assert.equal(kept.msg, 'SIGHUP: reloaded nothing');
+      const invalid = gw.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('SIGHUP: the config file is not valid'));
+      assert.equal(invalid?.level, 'error');
+      assert.match(String(invalid?.error), /mqtt\.port/);
+      assert.ok(gw.logs.indexOf(invalid!) > gw.logs.indexOf(reloaded) && gw.logs.indexOf(invalid!) < gw.logs.indexOf(kept), 'logged by this reload');
+      const mark = gw.logs.length;
+      await connectOnce(gw.mqttPort);
+      const stillDebug = await gw.waitForLog((l) => l.msg === 'mqtt client connected' && gw.logs.indexOf(l) >= mark);
+      assert.equal(stillDebug.level, 'debug');
+      // Every line of that reload came before this later one: a restart line would be among them.
+      assert.deepEqual(restartLines(gw), [restart], 'only the restart line of the first reload');
       assert.equal((await fetch(`http://127.0.0.1:${gw.httpPort}/healthz`)).status, 200, 'still running');
     } finally {
       assert.equal((await gw.stop()).code, 0);
@@ -197,17 +208,28 @@ describe('logs', () => {
       const started = await gw.waitForLog((l) => l.msg === 'gateway started');
       assert.deepEqual(started.mqtt, { auth: 'password', users: 1, usersFile: null, acl: 1, maxConnections: 1000 }, 'a summary, not the config');
       assert.deepEqual(started.listeners, [`mqtt 127.0.0.1:${mqttPort}`, `http 127.0.0.1:${gw.httpPort}`]);
-      await gw.waitForLog((l) => l.level === 'error' && l.component === 'upstream');
-      // A wrong passphrase: the file is refused, and the error names the key, not the passphrase.
+      // On errors: the failed attempt to connect (PLAIN, with the password, over TLS with the encrypted key).
+      const failed = await gw.waitForLog((l) => l.component === 'upstream' && l.msg === 'upstream connection failed; retrying');
+      assert.equal(failed.level, 'error');
+      assert.match(String(failed.err), new RegExp(`127\\.0\\.0\\.1:${closed}`), 'the error names where it tried');
+      // A wrong passphrase: the file is refused, and the error names the key, not the passphrase;
+      // the running certificates (with the right one) are read again and found unchanged.
       await writeFile(gw.configFile, stringify({ ...gw.config, upstream: { ...upstream, tls: { ...upstream.tls, passphrase: `${passphrase}-wrong` } } }));
-      gw.child.kill('SIGHUP');
-      const invalid = await gw.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('SIGHUP: the config file is not valid'));
-      assert.match(String(invalid.error), /upstream\.tls\.passphrase: does not decrypt tls\.key/);
-      await gw.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('SIGHUP: reloaded'));
+      const first = await sighup(gw, 1);
+      const invalid = gw.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('SIGHUP: the config file is not valid'));
+      assert.equal(invalid?.level, 'error');
+      assert.match(String(invalid?.error), /upstream\.tls\.passphrase: does not decrypt tls\.key/);
+      assert.deepEqual(first.applied, []);
+      assert.equal(first.msg, 'SIGHUP: reloaded nothing (upstream certificates: unchanged)');
+      // A new password: a key that needs a restart, named by its path only.
       await writeFile(gw.configFile, stringify({ ...gw.config, upstream: { ...upstream, password: `${secret}-new` } }));
-      gw.child.kill('SIGHUP');
-      const restart = await gw.waitForLog((l) => Array.isArray(l.restartNeeded));
-      assert.deepEqual(restart.restartNeeded, ['upstream.password']);
+      const second = await sighup(gw, 2);
+      assert.deepEqual(second.applied, []);
+      await until(() => restartLines(gw).length === 1, 'the restart line of the second reload');
+      const [restart] = restartLines(gw);
+      assert.ok(gw.logs.indexOf(restart!) > gw.logs.indexOf(second), 'logged by the second reload');
+      assert.deepEqual(restart!.restartNeeded, ['upstream.password']);
+      assert.equal(restart!.msg, `${RESTART}: upstream.password (systemctl restart uplink)`);
     } finally {
       assert.equal((await gw.stop()).code, 0);
     }

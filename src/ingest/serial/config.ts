@@ -5,7 +5,7 @@
  */
 export type Framing =
   | { mode: 'line'; delimiter: string }
-  | { mode: 'regex'; pattern: string }
+  | { mode: 'regex'; pattern: string; gapMs: number }
   | { mode: 'length'; length: number }
   | { mode: 'timeout'; gapMs: number };
 

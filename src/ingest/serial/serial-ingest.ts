@@ -15,6 +15,13 @@
  * points elsewhere (checked every `watchMs`: removing a USB adapter or a pty gives no close event
  * on some systems) is closed and reopened with exponential backoff, logged, without affecting the
  * other ports. `start()` does not fail for a missing device: it is reopened like an unplugged one.
+ *
+ * The end of a port's stream (stop(), or the port going away) loses nothing that was read: the
+ * bytes the stream read ahead while paused are framed, the framer is flushed (a timeout frame
+ * ends, an open regex match is taken as it is; a frame that had begun but cannot end any more is
+ * counted `partial` and logged), and stop() resolves only once every reading framed is committed.
+ * Only if the spool has no room for them within `stopGraceMs` are they given up, counted
+ * `stopped` and logged as an error.
  */
 import { realpath } from 'node:fs/promises';
 import { SerialPort } from 'serialport';
@@ -41,11 +48,18 @@ export interface SerialIngestOptions {
   reopen?: { baseMs: number; capMs: number };
   /** How often an open port's device path is checked (default 1000 ms). */
   watchMs?: number;
+  /** How long stop() waits for the spool to store the readings already read (default 5000 ms). */
+  stopGraceMs?: number;
 }
 
 export interface SerialIngestStats extends IngestStats {
   /** Per port name: open or not, and how often it was (re)opened. */
-  ports: Record<string, { open: boolean; opens: number }>;
+  ports: Record<string, {
+    open: boolean;
+    opens: number;
+    /** Bytes read from the device since start, including those the stream read ahead while paused. */
+    bytesRead: number;
+  }>;
 }
 
 interface Shared {
@@ -58,6 +72,7 @@ interface Shared {
   rejected: Record<string, number>;
   reopen: { baseMs: number; capMs: number };
   watchMs: number;
+  stopGraceMs: number;
 }
 
 function count(record: Record<string, number>, key: string, n = 1): void {
@@ -67,7 +82,22 @@ function count(record: Record<string, number>, key: string, n = 1): void {
 /** Readings per spool.append: a burst is committed in a few transactions, never one huge one. */
 const MAX_BATCH = 512;
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
 
 class PortReader {
   readonly config: SerialPortConfig;
@@ -80,6 +110,12 @@ class PortReader {
   #realPath: string | undefined;
   #queue: RoutedReading[] = [];
   #draining: Promise<void> | undefined;
+  /** A port that went away, being closed and its stream ended. */
+  #releasing: Promise<void> | undefined;
+  /** Inside a push to the framer: frames are appended after it, in one batch. */
+  #pushing = false;
+  /** Bytes handed to the framer so far. */
+  #framed = 0;
   #reopenTimer: NodeJS.Timeout | undefined;
   #watchTimer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -95,11 +131,16 @@ class PortReader {
     this.#framer = createFramer(config.framing, config.maxFrame, {
       onFrame: (frame) => this.#onFrame(frame),
       onTooLong: (bytes) => this.#reject('too_long', { bytes, maxFrame: config.maxFrame }, 'serial frame dropped: longer than maxFrame'),
+      onPartial: (bytes) => this.#reject('partial', { bytes }, 'serial frame dropped: it had not ended when the port stopped or went away'),
     });
   }
 
   get open(): boolean {
     return this.#port?.isOpen === true;
+  }
+
+  get bytesRead(): number {
+    return this.#framed + (this.#port?.readableLength ?? 0);
   }
 
   /** One attempt to open; on failure a reopen is scheduled. */
@@ -136,16 +177,49 @@ class PortReader {
     this.#log.info({ baudRate: config.baudRate, framing: config.framing.mode, decode: config.decode }, 'serial port open');
   }
 
+  /**
+   * Stops reading; resolves once every reading already read is committed (or, after
+   * stopGraceMs without room in the spool, counted `stopped`).
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#reopenTimer);
     clearInterval(this.#watchTimer);
-    this.#framer.close();
-    this.#abort.abort(new GatewayError('IO', 'serial ingest stopped'));
     const port = this.#port;
     this.#port = undefined;
-    if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
-    await this.#draining;
+    if (port !== undefined) this.#releasing = this.#release(port);
+    await this.#releasing;
+    this.#framer.close();
+    const graceMs = this.#shared.stopGraceMs;
+    const grace = setTimeout(() => this.#abort.abort(new GatewayError('IO', 'serial ingest stopped')), graceMs);
+    this.#kick();
+    while (this.#draining !== undefined) await this.#draining;
+    clearTimeout(grace);
+    const left = this.#queue.splice(0).length;
+    if (left > 0) {
+      count(this.#shared.rejected, 'stopped', left);
+      this.#log.error({ readings: left, graceMs }, 'serial: readings read but not stored: the spool had no room for them before the stop grace ran out');
+    }
+  }
+
+  /** The port is done with: it is closed, and what its stream read ahead is framed; then the framer is flushed. */
+  async #release(port: SerialPort): Promise<void> {
+    // Paused before the listener goes: a flowing stream without a listener would drop its data.
+    port.pause();
+    port.removeAllListeners('data');
+    port.removeAllListeners('close');
+    if (port.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
+    this.#pushing = true;
+    try {
+      for (let chunk = port.read() as Buffer | null; chunk !== null; chunk = port.read() as Buffer | null) {
+        this.#framed += chunk.length;
+        this.#framer.push(chunk);
+      }
+      this.#framer.flush();
+    } finally {
+      this.#pushing = false;
+    }
+    this.#kick();
   }
 
   #watch(port: SerialPort): void {
@@ -159,12 +233,14 @@ class PortReader {
     if (port !== this.#port || this.#stopped) return;
     this.#port = undefined;
     clearInterval(this.#watchTimer);
-    port.removeAllListeners('data');
-    port.removeAllListeners('close');
-    if (port.isOpen) port.close(() => { /* it is gone either way */ });
-    // Bytes of a frame cut off by the unplug would corrupt the first frame after it.
-    this.#framer.reset();
-    this.#scheduleReopen(why);
+    // What was read is framed and kept; the bytes of a frame cut off by the unplug are counted,
+    // and do not corrupt the first frame after the reopen.
+    this.#releasing = this.#release(port)
+      .catch((err: unknown) => this.#log.error({ err: messageOf(err) }, 'serial: ending the stream of a port that went away failed'))
+      .then(() => {
+        this.#releasing = undefined;
+        this.#scheduleReopen(why);
+      });
   }
 
   #scheduleReopen(why: string): void {
@@ -178,7 +254,13 @@ class PortReader {
   }
 
   #onData(chunk: Buffer): void {
-    this.#framer.push(chunk);
+    this.#framed += chunk.length;
+    this.#pushing = true;
+    try {
+      this.#framer.push(chunk);
+    } finally {
+      this.#pushing = false;
+    }
     this.#kick();
   }
 
@@ -201,8 +283,8 @@ class PortReader {
       return;
     }
     this.#queue.push(reading);
-    // Frames from the inter-byte timer arrive outside a 'data' event.
-    if (config.framing.mode === 'timeout') this.#kick();
+    // Frames ended by a timer (a quiet line) arrive outside a push.
+    if (!this.#pushing) this.#kick();
   }
 
   #reject(reason: string, fields: Record<string, unknown>, message: string): void {
@@ -222,15 +304,21 @@ class PortReader {
   /** Appends what is queued, in order, one batch at a time; the port stays paused meanwhile. */
   async #drain(): Promise<void> {
     const shared = this.#shared;
-    while (this.#queue.length > 0 && !this.#stopped) {
+    const signal = this.#abort.signal;
+    // While stopping too: what was read is stored, unless stop() gives up (signal).
+    while (this.#queue.length > 0 && !signal.aborted) {
       const batch = this.#queue.splice(0, this.#batchLimit);
       for (;;) {
         try {
-          await shared.spool.append(batch, { signal: this.#abort.signal });
+          await shared.spool.append(batch, { signal });
           for (const reading of batch) count(shared.ingested, reading.address);
           break;
         } catch (err) {
-          if (this.#stopped) return;
+          if (signal.aborted) {
+            // stop() gave up: it counts what is left.
+            this.#queue.unshift(...batch);
+            return;
+          }
           if (isGatewayError(err) && err.code === 'PAYLOAD_TOO_LARGE' && batch.length > 1) {
             // More than the whole spool may hold at once: smaller batches from now on.
             this.#batchLimit = Math.max(1, Math.floor(batch.length / 2));
@@ -240,7 +328,7 @@ class PortReader {
           if (isGatewayError(err) && err.retryable) {
             // Not stored yet: keep the port paused (the device is held back) and try again.
             shared.limited.write('warn', `${this.config.name}:spool_retry`, { port: this.config.name, err: err.message }, 'serial: spool append failed; retrying');
-            await sleep(200);
+            await sleep(200, signal);
             continue;
           }
           count(shared.rejected, 'spool_error', batch.length);
@@ -264,6 +352,7 @@ export class SerialIngest implements IngestAdapter {
       spool: options.spool, router: options.router, log: options.log, now: options.now ?? Date.now,
       limited: new RateLimitedLog(options.log, options.now ? { now: options.now } : {}),
       ingested: {}, rejected: {}, reopen: options.reopen ?? { baseMs: 500, capMs: 10_000 }, watchMs: options.watchMs ?? 1000,
+      stopGraceMs: options.stopGraceMs ?? 5000,
     };
   }
 
@@ -286,7 +375,7 @@ export class SerialIngest implements IngestAdapter {
 
   stats(): SerialIngestStats {
     const ports: SerialIngestStats['ports'] = {};
-    for (const reader of this.#readers) ports[reader.config.name] = { open: reader.open, opens: reader.opens };
+    for (const reader of this.#readers) ports[reader.config.name] = { open: reader.open, opens: reader.opens, bytesRead: reader.bytesRead };
     return {
       ingested: { ...this.#shared.ingested },
       rejected: { ...this.#shared.rejected },

@@ -18,6 +18,7 @@ import { spoolOptions } from '../../spool/options.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Polls `condition` every 10 ms until it holds; the timeout only bounds a hang, it measures nothing. */
 export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
@@ -85,7 +86,7 @@ export interface Harness {
 
 export async function startSerial(dir: string, ports: SerialPortInput[], options: {
   routes?: Route[]; spool?: Pick<Spool, 'append'>; reopen?: { baseMs: number; capMs: number }; watchMs?: number;
-  spoolOptions?: Partial<SqliteSpoolOptions>;
+  spoolOptions?: Partial<SqliteSpoolOptions>; stopGraceMs?: number;
 } = {}): Promise<Harness> {
   const { log, lines } = memoryLogger();
   const spool = new SqliteSpool(spoolOptions(join(dir, 'spool'), options.spoolOptions));
@@ -93,6 +94,7 @@ export async function startSerial(dir: string, ports: SerialPortInput[], options
   const ingest = new SerialIngest({
     ports: ports.map(portConfig), spool: options.spool ?? spool, log, router: new Router({ routes: options.routes ?? DEFAULT_ROUTES }),
     reopen: options.reopen ?? { baseMs: 100, capMs: 400 }, watchMs: options.watchMs ?? 200,
+    ...(options.stopGraceMs === undefined ? {} : { stopGraceMs: options.stopGraceMs }),
   });
   await ingest.start();
   return {

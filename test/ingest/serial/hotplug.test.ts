@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { realpath, rename, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ingestedTotal, ptyPair, sleep, startSerial, tempDir, waitFor, type Harness, type PtyPair } from './helpers.js';
+import { ingestedTotal, ptyPair, startSerial, tempDir, waitFor, type Harness, type PtyPair } from './helpers.js';
 
 describe('serial hot-plug', () => {
   let dir: string;
@@ -75,9 +75,36 @@ describe('serial hot-plug', () => {
       await a.write('from a, no longer read\n');
       await b.write('from b\n');
       await waitFor(() => ingestedTotal(g.ingest) === 2, 'a reading from b');
-      await sleep(200);
+      // After stop() nothing more can arrive: had the old device still been read, its line
+      // (written before b's) would be in the spool now.
+      await g.ingest.stop();
       assert.deepEqual((await g.spooled()).map((r) => r.payload), ['from a', 'from b']);
       assert.ok(g.lines.some((l) => l.port === 'moving' && String(l.reason).startsWith('the device path now leads to')));
+    } finally {
+      await g.stop();
+    }
+  });
+
+  it('an unplug keeps the frames already read (also what the paused stream read ahead) and counts the frame it cut off', async () => {
+    const p = await ptyPair(join(dir, 'cut'));
+    pairs.push(p);
+    // A group commit of 1.5 s holds the first append, so the port is paused and the rest of the
+    // lines wait read ahead in its stream when the device goes away.
+    const g = await startSerial(join(dir, 'run3'), [{ name: 'cut', path: p.device, topic: 'sensor/{port}' }],
+      { spoolOptions: { groupCommitMs: 1500 } });
+    try {
+      await waitFor(() => g.ingest.stats().connections === 1, 'the port to open');
+      const lines = Array.from({ length: 200 }, (_, i) => `cut ${i}`);
+      const text = `${lines.map((l) => `${l}\n`).join('')}cut off`;
+      await p.write(text.slice(0, 50));
+      await waitFor(() => g.ingest.stats().ports.cut!.bytesRead === 50, 'the first chunk to be read');
+      await p.write(text.slice(50));
+      await waitFor(() => g.ingest.stats().ports.cut!.bytesRead === text.length, 'every byte to be read');
+      await p.kill();
+      await waitFor(() => g.ingest.stats().rejected.partial === 1, 'the cut-off frame to be counted');
+      await waitFor(() => ingestedTotal(g.ingest) === 200, 'every complete line to be stored');
+      assert.deepEqual((await g.spooled()).map((r) => r.payload), lines);
+      assert.ok(g.lines.some((l) => l.port === 'cut' && l.reason === 'partial' && l.bytes === 'cut off'.length));
     } finally {
       await g.stop();
     }
