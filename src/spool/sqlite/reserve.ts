@@ -6,6 +6,10 @@
  * stuck for good. Giving the reserve back lets the settlements and a checkpoint go through; the
  * reserve is made again once the disk has room.
  *
+ * It must be larger than what the WAL holds before its automatic checkpoint (1000 pages, 4 MiB):
+ * the checkpoint copies those pages into the database file, which needs that much room. The
+ * default is 8 MiB (the reserveBytes option, context.ts); with 1 MiB the spool stays stuck.
+ *
  * Written once (not at every start): SD cards have few writes to spare.
  */
 import { existsSync, rmSync, statfsSync } from 'node:fs';
