@@ -58,6 +58,8 @@ describe('systemd/uplink.service', () => {
     // V8 compiles to memory that is written and then executed.
     assert.equal(unit.get('MemoryDenyWriteExecute'), undefined);
     assert.equal(one('WantedBy'), 'multi-user.target');
+    // Started after the clock is set (time-sync.target), so that new readings get a real wall time.
+    for (const key of ['After', 'Wants']) assert.deepEqual(one(key)?.split(' ').sort(), ['network-online.target', 'time-sync.target'], key);
   });
 
   test('the drivers behind char-ttyUSB and char-ttyACM are loaded at boot (modules-load.d), so hot-plugged adapters may be opened', () => {
