@@ -95,12 +95,12 @@ export class ClockSteps {
     this.#record(sql, newest.seq, now - received);
   }
 
-  /** Records a step if the clock moved since the last record; `lastSeq` is the newest seq on disk. */
-  check(sql: Statements, lastSeq: () => number): void {
+  /** Records a step if the clock moved since the last record, for every seq given so far. */
+  check(sql: Statements): void {
     const offset = this.#clock.wall() - this.#clock.now();
     const delta = offset - this.#offset;
     if (Math.abs(delta) < STEP_MS) return;
-    const upto = lastSeq();
+    const upto = sql.get('maxSeq').pluck().get() as number;
     // If this write fails (a full disk), the offset stays as it was and later commits store in the
     // old frame, consistent with the rows before them; the step is recorded on the next try.
     if (upto > 0) this.#record(sql, upto, delta);

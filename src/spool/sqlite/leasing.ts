@@ -12,6 +12,8 @@ import { addDelta, type Deltas, type Target } from './targets.js';
 
 /** A reading row as the statements of statements.ts return it in raw mode. */
 type RawRow = [seq: number, id: string, priority: number, topic: string, payload: Buffer, receivedAt: number, expiresAt: number | null, attempts: number];
+/** The same, with the target's address last (the joined statements). */
+type RawRowWithAddress = [...RawRow, address: string];
 
 export class Leasing {
   readonly #ctx: SpoolContext;
@@ -35,7 +37,7 @@ export class Leasing {
       while (redo.length > 0 && out.length < max) {
         const seq = redo[0]!;
         const row = bySeq.get(seq) as RawRow | undefined;
-        const reading = row === undefined ? undefined : this.#reading(target.address, row);
+        const reading = row === undefined ? undefined : toReading(this.#ctx, target.address, row);
         if (reading === undefined || isExpired(reading, now)) {
           inFlight.discard(seq, target.id, priority);
           if (reading !== undefined) expired.push(reading);
@@ -54,7 +56,7 @@ export class Leasing {
             inFlight.advance(target.id, priority, seq);
             continue;
           }
-          const reading = this.#reading(target.address, row);
+          const reading = toReading(this.#ctx, target.address, row);
           if (isExpired(reading, now)) {
             inFlight.advance(target.id, priority, seq);
             expired.push(reading);
@@ -75,14 +77,9 @@ export class Leasing {
     const now = steps.wallNow();
     const expired: SpooledReading[] = [];
     for (const segment of steps.segments()) {
-      const rows = sql.get('expiredBetween').all(now - segment.correction, segment.after + 1,
-        Number.isFinite(segment.upto) ? segment.upto : Number.MAX_SAFE_INTEGER) as Array<Record<string, unknown>>;
-      for (const row of rows) {
-        const seq = row.seq as number;
-        if (inFlight.busy(seq)) continue;
-        expired.push(this.#reading(row.address as string, [seq, row.id as string, row.priority as number, row.topic as string,
-          row.payload as Buffer, row.received_at as number, row.expires_at as number | null, row.attempts as number]));
-      }
+      const rows = sql.get('expiredBetween').raw(true).all(now - segment.correction, segment.after + 1,
+        Number.isFinite(segment.upto) ? segment.upto : Number.MAX_SAFE_INTEGER) as RawRowWithAddress[];
+      for (const row of rows) if (!inFlight.busy(row[0])) expired.push(toReading(this.#ctx, row[8], row));
     }
     if (expired.length > 0) this.expire(expired);
   }
@@ -123,29 +120,24 @@ export class Leasing {
     if (removed > 0) log.warn({ count: removed, action: options.expired }, 'spool: readings expired before they could be forwarded');
   }
 
-  /** A row as a reading, its times corrected for the clock steps recorded after it. */
-  #reading(address: string, row: RawRow): SpooledReading {
-    const correction = this.#ctx.steps.correction(row[0]);
-    const reading: SpooledReading = {
-      seq: row[0], id: row[1], address, priority: row[2], topic: row[3], payload: row[4], receivedAt: row[5] + correction, attempts: row[7],
-    };
-    if (row[6] !== null) reading.expiresAt = row[6] + correction;
-    return reading;
-  }
 }
 
 function isExpired(reading: SpooledReading, now: number): boolean {
   return reading.expiresAt !== undefined && reading.expiresAt <= now;
 }
 
+/** A row as a reading, its times corrected for the clock steps recorded after it. */
+function toReading(ctx: SpoolContext, address: string, row: RawRow | RawRowWithAddress): SpooledReading {
+  const correction = ctx.steps.correction(row[0]);
+  const reading: SpooledReading = {
+    seq: row[0], id: row[1], address, priority: row[2], topic: row[3], payload: row[4], receivedAt: row[5] + correction, attempts: row[7],
+  };
+  if (row[6] !== null) reading.expiresAt = row[6] + correction;
+  return reading;
+}
+
 /** Reads one reading by seq, with its address and corrected times (settlements that dead-letter it). */
 export function readReading(ctx: SpoolContext, seq: number): SpooledReading | undefined {
-  const row = ctx.sql.get('withAddress').get(seq) as (Record<string, unknown> & { address: string }) | undefined;
-  if (row === undefined) return undefined;
-  const correction = ctx.steps.correction(seq);
-  return {
-    seq, id: row.id as string, address: row.address, priority: row.priority as number, topic: row.topic as string,
-    payload: row.payload as Buffer, receivedAt: (row.received_at as number) + correction,
-    ...(row.expires_at === null ? {} : { expiresAt: (row.expires_at as number) + correction }), attempts: row.attempts as number,
-  };
+  const row = ctx.sql.get('withAddress').raw(true).get(seq) as RawRowWithAddress | undefined;
+  return row === undefined ? undefined : toReading(ctx, row[8], row);
 }

@@ -45,7 +45,7 @@ export class Maintenance {
     const { db, sql, targets, inFlight } = ctx;
     const { leasing, writes, reserve, deadLetters } = this.#parts;
     try {
-      ctx.steps.check(sql, () => sql.get('maxSeq').pluck().get() as number);
+      ctx.steps.check(sql);
       const version = db.pragma('data_version', { simple: true }) as number;
       if (version !== this.#dataVersion) {
         this.#dataVersion = version;

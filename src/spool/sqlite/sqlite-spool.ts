@@ -32,7 +32,7 @@ import type { Counters, SpoolContext, SqliteSpoolOptions } from './context.js';
 import { openSpoolDatabase, spoolFile, type Db } from './database.js';
 import { SqliteDeadLetterStore } from './dead-letters.js';
 import { WalDurability } from './durability.js';
-import { translateSqliteError } from './errors.js';
+import { isFatal, translateSqliteError } from './errors.js';
 import { InFlight, PRIORITIES } from './in-flight.js';
 import { Leasing } from './leasing.js';
 import { Maintenance } from './maintenance.js';
@@ -168,7 +168,7 @@ export class SqliteSpool implements Spool {
       return open.leasing.lease(target, max);
     } catch (err) {
       const error = translateSqliteError(err, `leasing from ${address}`, this.#options.dataDir);
-      if (error.code === 'STORAGE_FAILED' || error.code === 'SPOOL_CORRUPT') this.#fail(error);
+      if (isFatal(error)) this.#fail(error);
       throw error;
     }
   }

@@ -6,15 +6,15 @@ import type Database from 'better-sqlite3';
 import type { Db } from './database.js';
 
 const READING = 'seq, id, priority, topic, payload, received_at, expires_at, attempts';
+/** READING's columns, then the address: for the queries that join the targets. */
+const READING_AND_ADDRESS = `${READING.split(', ').map((c) => `r.${c}`).join(', ')}, t.address`;
 
 export const SQL = {
   // Raw rows (arrays) in lease order: on the drain path a row object per reading is measurably dearer.
   scan: `SELECT ${READING} FROM readings WHERE target = ? AND priority = ? AND seq > ? ORDER BY seq LIMIT ?`,
   bySeq: `SELECT ${READING} FROM readings WHERE seq = ?`,
-  withAddress: `SELECT r.seq, r.id, r.priority, r.topic, r.payload, r.received_at, r.expires_at, r.attempts, t.address
-    FROM readings r JOIN targets t ON t.id = r.target WHERE r.seq = ?`,
-  expiredBetween: `SELECT r.seq, r.id, r.priority, r.topic, r.payload, r.received_at, r.expires_at, r.attempts, t.address
-    FROM readings r JOIN targets t ON t.id = r.target
+  withAddress: `SELECT ${READING_AND_ADDRESS} FROM readings r JOIN targets t ON t.id = r.target WHERE r.seq = ?`,
+  expiredBetween: `SELECT ${READING_AND_ADDRESS} FROM readings r JOIN targets t ON t.id = r.target
     WHERE r.expires_at IS NOT NULL AND r.expires_at <= ? AND r.seq BETWEEN ? AND ? ORDER BY r.expires_at LIMIT 1000`,
   oldest: 'SELECT seq, received_at FROM readings ORDER BY seq LIMIT 1',
   newest: 'SELECT seq, received_at FROM readings ORDER BY seq DESC LIMIT 1',

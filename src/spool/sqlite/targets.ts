@@ -42,10 +42,6 @@ export class Targets {
     return this.#byId.values();
   }
 
-  get size(): number {
-    return this.#byId.size;
-  }
-
   totals(): { depth: number; bytes: number } {
     let depth = 0;
     let bytes = 0;
