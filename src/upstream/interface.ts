@@ -33,6 +33,14 @@ export type Outcome =
 
 export interface UpstreamLink {
   readonly address: string;
+  /**
+   * True once the upstream dropped this object: closed after it was idle (nothing sent, nothing
+   * unsettled) for a while, or to keep the number of open links under the cap. A closed link has
+   * no credit and never calls its listeners again; `Upstream.link(address)` then returns a new
+   * object for the address. So a caller asks `link()` again whenever it starts to send, and moves
+   * its `onCredit` subscription to the new object.
+   */
+  readonly closed: boolean;
   /** Transfers that may be handed to `send` now without exceeding the receiver's credit. */
   credit(): number;
   /** Sends one message; `onOutcome` is called exactly once. Presettled links report `accepted` at once. */
@@ -57,7 +65,11 @@ export interface UpstreamState {
 export interface Upstream {
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** The link for `address` (opened when first asked for, and again after every reconnect). */
+  /**
+   * The link for `address` (opened when first asked for, and again after every reconnect). The
+   * same object until it is `closed` (see UpstreamLink.closed); a link waiting for a place under
+   * the cap of open links has no credit and calls onCredit once it is attached.
+   */
   link(address: string, mode: 'at-least-once' | 'at-most-once'): UpstreamLink;
   state(): UpstreamState;
   /** Called on connect and disconnect. */

@@ -49,6 +49,11 @@ export class AmqpSenderLink implements UpstreamLink {
     this.#onError = options.onError;
   }
 
+  /** See UpstreamLink.closed. */
+  get closed(): boolean {
+    return false;
+  }
+
   get attached(): boolean {
     return this.#sender !== undefined;
   }
