@@ -39,6 +39,8 @@ export interface GatewayProcess {
   /** Lines of stdout that were not JSON: there should be none. */
   nonJson: string[];
   stderr: () => string;
+  /** The gateway's own pid (from its log lines), which differs from child.pid under a wrapper. */
+  pid(): number | undefined;
   waitForLog(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
   /** Sends `signal` and resolves with how the process ended. */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -52,6 +54,8 @@ export interface StartOptions {
   readyWhen?: (line: LogLine) => boolean;
   env?: NodeJS.ProcessEnv;
   timeoutMs?: number;
+  /** Runs the gateway under another program (e.g. strace): `command ...args node dist/cli.js run ...`. */
+  wrapper?: { command: string; args: string[] };
 }
 
 export async function startGateway(options: StartOptions = {}): Promise<GatewayProcess> {
@@ -68,7 +72,9 @@ export async function startGateway(options: StartOptions = {}): Promise<GatewayP
   const configFile = join(dir, 'uplink.yaml');
   await writeFile(configFile, stringify(config));
 
-  const child = spawn(process.execPath, [CLI, 'run', '--config', configFile], {
+  const argv = [CLI, 'run', '--config', configFile];
+  const wrapper = options.wrapper;
+  const child = spawn(wrapper?.command ?? process.execPath, wrapper === undefined ? argv : [...wrapper.args, process.execPath, ...argv], {
     cwd: dir,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -125,12 +131,31 @@ export async function startGateway(options: StartOptions = {}): Promise<GatewayP
       check();
     });
 
+  const pid = (): number | undefined => {
+    const logged = logs.find((line) => typeof line.pid === 'number')?.pid as number | undefined;
+    return wrapper === undefined ? child.pid : logged;
+  };
+  // Under a wrapper the signal goes to the gateway itself: a tracer that gets it may detach and
+  // leave the gateway running. The wrapper then ends as the gateway did.
+  const signalGateway = (signal: NodeJS.Signals): void => {
+    const target = pid();
+    if (target === undefined || target === child.pid) {
+      child.kill(signal);
+      return;
+    }
+    try {
+      process.kill(target, signal);
+    } catch {
+      // Gone already.
+    }
+    if (signal === 'SIGKILL') child.kill(signal);
+  };
   const gateway: GatewayProcess = {
-    child, dir, configFile, config, mqttPort, httpPort, logs, nonJson, exited, waitForLog,
+    child, dir, configFile, config, mqttPort, httpPort, logs, nonJson, exited, waitForLog, pid,
     stderr: () => stderr,
     async stop(signal = 'SIGTERM', timeoutMs = 15_000) {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      if (child.exitCode === null && child.signalCode === null) signalGateway(signal);
+      const timer = setTimeout(() => signalGateway('SIGKILL'), timeoutMs);
       const result = await exited;
       clearTimeout(timer);
       return result;
