@@ -250,7 +250,9 @@ describe('spool across steps of the system clock', () => {
       // Days later the Pi starts again, and NTP set the clock before the gateway started.
       const pi = new PiClock(REAL);
       const { spool, lines } = await start(dir, pi);
-      assert.ok(lines.some((l) => l.msg === 'spool: readings were stored while the clock was not set; their age counts from now'));
+      assert.deepEqual(lines.filter((l) => l.level === 'warn').map((l) => l.msg),
+        ['spool: readings were stored while the clock was not set; their age counts from now']);
+      assert.equal(lines.find((l) => l.level === 'warn')!.shiftMs, REAL - (BOOT + 10 * MIN));
       assert.deepEqual(await peek(spool), { a: at(REAL - 10 * MIN, HOUR), b: at(REAL, HOUR) });
       assert.equal(spool.stats().oldestAgeMs, 10 * MIN);
       pi.advance(55 * MIN);
@@ -270,7 +272,9 @@ describe('spool across steps of the system clock', () => {
       // A reboot without network: the clock is back in 1970, and the gateway runs so.
       const pi = new PiClock(BOOT);
       const { spool, lines } = await start(dir, pi);
-      assert.ok(lines.some((l) => l.msg === 'spool: the clock is behind the readings stored before the restart; their age counts from now'));
+      assert.deepEqual(lines.filter((l) => l.level === 'warn').map((l) => l.msg),
+        ['spool: the clock is behind the readings stored before the restart; their age counts from now']);
+      assert.equal(lines.find((l) => l.level === 'warn')!.shiftMs, BOOT - (REAL + 10 * MIN));
       assert.deepEqual(await peek(spool), { a: at(BOOT - 10 * MIN, HOUR), b: at(BOOT, HOUR) });
       await spool.append([reading(pi, 'c', HOUR)]);
       pi.advance(5 * MIN);

@@ -103,7 +103,7 @@ export class ClockSteps {
     const received = newest.received_at + this.correction(newest.seq);
     const unset = received < CLOCK_FLOOR && now >= CLOCK_FLOOR;
     if (!unset && received <= now + AHEAD_MS) return;
-    this.#log.warn({ newestReceivedAt: new Date(received).toISOString(), now: new Date(now).toISOString() },
+    this.#log.warn({ shiftMs: now - received, newestReceivedAt: new Date(received).toISOString(), now: new Date(now).toISOString() },
       unset ? 'spool: readings were stored while the clock was not set; their age counts from now'
         : 'spool: the clock is behind the readings stored before the restart; their age counts from now');
     this.#record(sql, newest.seq, now - received);
