@@ -5,8 +5,11 @@
  * each message's creation_time and ttl (test/peers/proton-capture.ts).
  */
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { describe, test } from 'node:test';
 import mqtt from 'mqtt';
+import { makeTestPki } from '../peers/certs.js';
+import { startProtonReceiver } from '../peers/proton.js';
 import { startCapture, type CapturedMessage } from '../peers/proton-capture.js';
 import { fakeClock } from '../peers/faketime.js';
 import { startGateway, type GatewayProcess, type LogLine } from '../peers/gateway.js';
@@ -159,5 +162,32 @@ describe('the gateway across steps of its system clock (libfaketime)', () => {
     // The new frame is the real time: c1's creation_time is when it really arrived, not a year on.
     assertTimes(messages, dev.sent, HOUR, Date.now());
     assert.equal(steps(gw).length, 1);
+  });
+
+  test('TLS to the upstream needs the time: in 1970 the broker certificate is not yet valid; once NTP sets the clock the readings go', async (t) => {
+    const pki = await makeTestPki();
+    t.after(() => rm(pki.dir, { recursive: true, force: true }));
+    const receiver = await startProtonReceiver({ pki });
+    t.after(() => receiver.stop());
+    const clock = await fakeClock(Date.UTC(1970, 0, 1, 0, 0, 30));
+    const gw = await startGateway({ env: clock.env, config: {
+      upstream: { url: receiver.url.replace('127.0.0.1', 'localhost'), sasl: 'external', tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key } },
+      routes: ROUTES,
+    } });
+    t.after(() => gw.stop());
+    const refused = await gw.waitForLog((l) => l.component === 'upstream' && l.level === 'error');
+    assert.equal(refused.code, 'UPSTREAM_TLS');
+    assert.match(String(refused.err), /CERT_NOT_YET_VALID/);
+    const dev = await device(gw);
+    t.after(() => dev.end());
+    await dev.publish('long/e', 'e1');
+    await dev.publish('long/e', 'e2');
+
+    await clock.setReal();
+    // A refused certificate is retried at the capped interval (30 s, README "Reconnect").
+    await gw.waitForLog((l) => l.component === 'upstream' && l.msg === 'upstream connected', 45_000);
+    const transfers = await receiver.waitForTransfers(2, 15_000);
+    assert.deepEqual(transfers.map((x) => x.address), ['/queue/long', '/queue/long']);
+    assert.equal(expiredCount(gw), 0);
   });
 });
