@@ -16,9 +16,9 @@
  *
  * Across a restart nothing monotonic survives, so two rules catch a clock that was wrong then or is
  * wrong now: readings stored before CLOCK_FLOOR (a Pi that ran in 1970 and stopped before NTP set
- * the time) and readings newer than the clock at start (the clock went back across the restart) are
- * both taken as received at the start, so their TTL counts from then: not expired wholesale, and not
- * kept for ever.
+ * the time) and readings newer than the clock at start (the clock went back across the restart): the
+ * newest is then taken as received at the start and the others keep their spacing, so their TTL
+ * counts from then: not expired wholesale, and not kept for ever.
  */
 import { CLOCK_FLOOR, type Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
@@ -47,7 +47,7 @@ export class ClockSteps {
   #steps: Step[] = [];
   /** Wall minus step-free time, as stored readings assume it. */
   #offset = 0;
-  /** A step seen by `wallNow` and not recorded yet: it applies to every reading stored so far. */
+  /** A step seen by `wallNow` and not recorded yet: every stored reading is that far off too. */
   #pending = 0;
 
   constructor(clock: Clock, log: Logger) {
@@ -61,9 +61,10 @@ export class ClockSteps {
   }
 
   /**
-   * The system time now, step-free since the last look, and a step since then taken in: until the
-   * next `check` records it, `correction` and `segments` add it to every reading. Call it first, so
-   * that one lease or sweep sees one frame.
+   * The spool's wall time now: step-free time plus the recorded offset, plus a step not recorded
+   * yet, which `correction` and `segments` then add to every reading until `check` records it
+   * (readings stored meanwhile are still in the old frame). Call it first, so that one lease or
+   * sweep sees one frame.
    */
   wallNow(): number {
     const now = this.#clock.now();
