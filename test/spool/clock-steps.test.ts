@@ -293,6 +293,27 @@ describe('spool across steps of the system clock', () => {
       assert.equal(spool.stats().dropped.expired, 3);
     });
 
+    test('a restart into the older time fake-hwclock saved, then the NTP step: ages count from the restart', async () => {
+      const dir = await newDir();
+      const before = new PiClock(REAL);
+      const first = await start(dir, before);
+      await first.spool.append([reading(before, 'a', HOUR)]);
+      before.advance(40 * MIN);
+      await first.spool.append([reading(before, 'b', HOUR)]);
+      await stop(first.spool);
+
+      // Power back at REAL + 41 min; fake-hwclock last saved REAL - 20 min, an hour behind b.
+      const pi = new PiClock(REAL - 20 * MIN);
+      const { spool, lines } = await start(dir, pi);
+      assert.deepEqual(lines.filter((l) => l.level === 'warn').map((l) => l.shiftMs), [-60 * MIN]);
+      pi.advance(2 * MIN);
+      pi.setWall(REAL + 43 * MIN);
+      await spool.append([reading(pi, 'c', HOUR)]);
+      assert.deepEqual(await peek(spool), { a: at(REAL + MIN, HOUR), b: at(REAL + 41 * MIN, HOUR), c: at(REAL + 43 * MIN, HOUR) });
+      pi.advance(20 * MIN);
+      assert.deepEqual(Object.keys(await peek(spool)), ['b', 'c'], 'a is 62 minutes old, counted from the restart less its spacing');
+    });
+
     test('steps recorded before a restart still correct the readings stored before them', async () => {
       const dir = await newDir();
       const before = new PiClock(BOOT);
