@@ -29,6 +29,13 @@ export const systemClock: Clock = {
   wall: () => Date.now(),
 };
 
+/**
+ * ms on the monotonic clock, for intervals, timeouts and caches: an interval measured with
+ * `Date.now()` is off by any step in between, and after a step back it stays "not yet" for as long
+ * as the step was.
+ */
+export const monotonicMs = (): number => performance.now();
+
 /** A clock that never steps (tests, tools): both readings are the same function. */
 export function fixedFrameClock(now: () => number): Clock {
   return { now, wall: now };

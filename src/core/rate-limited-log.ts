@@ -4,6 +4,7 @@
  * (`suppressed: n`), so a device that floods garbage cannot flood the journal, and nothing goes
  * unmentioned. The counters in stats() stay exact either way.
  */
+import { monotonicMs } from './clock.js';
 import type { Logger } from './logger.js';
 
 type Level = 'error' | 'warn' | 'info' | 'debug';
@@ -25,7 +26,8 @@ export class RateLimitedLog {
     this.#log = log;
     this.#burst = options.burst ?? 10;
     this.#intervalMs = options.intervalMs ?? 60_000;
-    this.#now = options.now ?? Date.now;
+    // Not Date.now: after a step of the system clock back, a window would stay open (and its kind silent) that long.
+    this.#now = options.now ?? monotonicMs;
   }
 
   write(level: Level, key: string, fields: Record<string, unknown>, message: string): void {

@@ -3,6 +3,7 @@
  * it (spool, ingest, forwarder, upstream) at scrape time, through `MetricsSource`.
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { monotonicMs } from '../core/clock.js';
 
 export interface MetricsSource {
   spool(): {
@@ -30,7 +31,7 @@ export function createMetrics(input: MetricsSource): Registry {
   const source: MetricsSource = {
     ...input,
     spool: () => {
-      if (cached === undefined || Date.now() - cached.at > 50) cached = { at: Date.now(), stats: input.spool() };
+      if (cached === undefined || monotonicMs() - cached.at > 50) cached = { at: monotonicMs(), stats: input.spool() };
       return cached.stats;
     },
   };

@@ -9,11 +9,16 @@
  * recorded after it. No reading row is ever rewritten for a step: on an SD card that would be the
  * whole backlog written again.
  *
+ * A step is recorded by the next commit or maintenance round, but what the spool hands out follows
+ * it at once (`wallNow` sees it as pending): the forwarder sends `expiresAt - Date.now()` as the
+ * AMQP ttl, and a reading leased in between in the old frame would go out with a ttl of 1 ms after
+ * a step forward (the broker drops what the spool deletes as accepted), or of years after one back.
+ *
  * Across a restart nothing monotonic survives, so two rules catch a clock that was wrong then or is
  * wrong now: readings stored before CLOCK_FLOOR (a Pi that ran in 1970 and stopped before NTP set
- * the time) and readings newer than the clock at start (the clock went back across the restart) are
- * both taken as received at the start, so their TTL counts from then: not expired wholesale, and not
- * kept for ever.
+ * the time) and readings newer than the clock at start (the clock went back across the restart): the
+ * newest is then taken as received at the start and the others keep their spacing, so their TTL
+ * counts from then: not expired wholesale, and not kept for ever.
  */
 import { CLOCK_FLOOR, type Clock } from '../../core/clock.js';
 import type { Logger } from '../../core/logger.js';
@@ -42,6 +47,8 @@ export class ClockSteps {
   #steps: Step[] = [];
   /** Wall minus step-free time, as stored readings assume it. */
   #offset = 0;
+  /** A step seen by `wallNow` and not recorded yet: every stored reading is that far off too. */
+  #pending = 0;
 
   constructor(clock: Clock, log: Logger) {
     this.#clock = clock;
@@ -53,14 +60,22 @@ export class ClockSteps {
     return this.#offset;
   }
 
-  /** The spool's wall time now: consistent with the stored times whether or not a step is recorded yet. */
+  /**
+   * The spool's wall time now: step-free time plus the recorded offset, plus a step not recorded
+   * yet, which `correction` and `segments` then add to every reading until `check` records it
+   * (readings stored meanwhile are still in the old frame). Call it first, so that one lease or
+   * sweep sees one frame.
+   */
   wallNow(): number {
-    return this.#clock.now() + this.#offset;
+    const now = this.#clock.now();
+    const moved = this.#clock.wall() - now - this.#offset;
+    this.#pending = Math.abs(moved) < STEP_MS ? 0 : moved;
+    return now + this.#offset + this.#pending;
   }
 
   /** How far off the stored times of `seq` are (add it to them). */
   correction(seq: number): number {
-    let sum = 0;
+    let sum = this.#pending;
     for (let i = this.#steps.length - 1; i >= 0 && this.#steps[i]!.upto >= seq; i--) sum += this.#steps[i]!.delta;
     return sum;
   }
@@ -69,13 +84,13 @@ export class ClockSteps {
   segments(): Segment[] {
     const out: Segment[] = [];
     let after = 0;
-    let correction = this.#steps.reduce((sum, s) => sum + s.delta, 0);
+    let correction = this.#steps.reduce((sum, s) => sum + s.delta, this.#pending);
     for (const step of this.#steps) {
       out.push({ after, upto: step.upto, correction });
       after = step.upto;
       correction -= step.delta;
     }
-    out.push({ after, upto: Number.POSITIVE_INFINITY, correction: 0 });
+    out.push({ after, upto: Number.POSITIVE_INFINITY, correction });
     return out;
   }
 
@@ -89,7 +104,7 @@ export class ClockSteps {
     const received = newest.received_at + this.correction(newest.seq);
     const unset = received < CLOCK_FLOOR && now >= CLOCK_FLOOR;
     if (!unset && received <= now + AHEAD_MS) return;
-    this.#log.warn({ newestReceivedAt: new Date(received).toISOString(), now: new Date(now).toISOString() },
+    this.#log.warn({ shiftMs: now - received, newestReceivedAt: new Date(received).toISOString(), now: new Date(now).toISOString() },
       unset ? 'spool: readings were stored while the clock was not set; their age counts from now'
         : 'spool: the clock is behind the readings stored before the restart; their age counts from now');
     this.#record(sql, newest.seq, now - received);
@@ -97,15 +112,22 @@ export class ClockSteps {
 
   /** Records a step if the clock moved since the last record, for every seq given so far. */
   check(sql: Statements): void {
-    const offset = this.#clock.wall() - this.#clock.now();
+    const now = this.#clock.now();
+    const offset = this.#clock.wall() - now;
     const delta = offset - this.#offset;
-    if (Math.abs(delta) < STEP_MS) return;
+    if (Math.abs(delta) < STEP_MS) {
+      this.#pending = 0;
+      return;
+    }
     const upto = sql.get('maxSeq').pluck().get() as number;
     // If this write fails (a full disk), the offset stays as it was and later commits store in the
-    // old frame, consistent with the rows before them; the step is recorded on the next try.
+    // old frame, consistent with the rows before them (the step stays pending for them); it is
+    // recorded on the next try.
     if (upto > 0) this.#record(sql, upto, delta);
     this.#offset = offset;
-    this.#log.warn({ stepMs: delta, correctedUpToSeq: upto }, 'the system clock was stepped: stored readings keep their age and expiry');
+    this.#pending = 0;
+    this.#log.warn({ stepMs: delta, from: new Date(now + offset - delta).toISOString(), to: new Date(now + offset).toISOString(), correctedUpToSeq: upto },
+      'the system clock was stepped: stored readings keep their age and expiry');
   }
 
   /** Steps older than every reading on disk correct nothing any more. */
