@@ -5,10 +5,20 @@
  *   accepted → ack; released, lost (connection gone) → release; modified → release, or count an
  *   attempt when the broker says the delivery failed; rejected → dead-letter with the condition.
  * When the upstream disconnects, everything in flight returns to the spool in order.
+ *
+ * Rules that keep a reading from being sent twice at once, or needlessly:
+ * - A disconnect ends a lease epoch: the acks already decided go to the spool first, then
+ *   `releaseAll`. An outcome that arrives later for a transfer of an earlier epoch is about a lease
+ *   that no longer exists (the reading may be out again on the new connection): it is ignored,
+ *   and the reading's fate is decided by its new transfer.
+ * - A lease that resolves after a disconnect or a stop is given back, never sent.
+ * - Links: see links.ts (one subscription per address, on the current link object; bounded).
  */
+import { BoundedCounts } from '../core/bounded-counts.js';
 import type { Logger } from '../core/logger.js';
 import type { Spool, SpooledReading } from '../spool/interface.js';
 import type { Outcome, Upstream, UpstreamLink, UpstreamMessage } from '../upstream/interface.js';
+import { Links } from './links.js';
 
 /** What the forwarder needs of a route (route/router.ts's Route has it). */
 export interface RouteInfo {
@@ -24,9 +34,15 @@ export interface ForwarderOptions {
   route: (address: string, topic?: string) => RouteInfo | undefined;
   log: Logger;
   now?: () => number;
+  /**
+   * How often (ms) addresses whose readings wait for credit check whether the upstream closed
+   * their link meanwhile (nothing else would wake them: links.ts). Default 5000.
+   */
+  closedLinkCheckMs?: number;
 }
 
 export interface ForwardStats {
+  /** Accepted readings by address: the first 100 addresses, the rest under `_other` (core/bounded-counts.ts). */
   forwarded: Record<string, number>;
   outcomes: Record<Outcome['kind'], number>;
 }
@@ -35,20 +51,27 @@ export class Forwarder {
   readonly #options: ForwarderOptions;
   readonly #log: Logger;
   readonly #now: () => number;
-  readonly #linked = new Set<UpstreamLink>();
+  readonly #links: Links;
   readonly #pumping = new Set<string>();
   readonly #again = new Set<string>();
   readonly #unsubscribe: Array<() => void> = [];
   #running = false;
   /** Follows the upstream's state events: state() builds a whole object, too much for every pump. */
   #connected = false;
+  /** Bumped by every disconnect: outcomes of transfers sent before it are late (see the head). */
+  #epoch = 0;
   #acks: number[] = [];
-  readonly #stats: ForwardStats = { forwarded: {}, outcomes: { accepted: 0, released: 0, modified: 0, rejected: 0, lost: 0 } };
+  #timer: NodeJS.Timeout | undefined;
+  /** What stop() waits for: the last pump under way to end. */
+  #idle: { done: Promise<void>; resolve: () => void } | undefined;
+  readonly #forwarded = new BoundedCounts();
+  readonly #outcomes: Record<Outcome['kind'], number> = { accepted: 0, released: 0, modified: 0, rejected: 0, lost: 0 };
 
   constructor(options: ForwarderOptions) {
     this.#options = options;
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
+    this.#links = new Links((address) => this.#pump(address), () => options.spool.addresses());
   }
 
   async start(): Promise<void> {
@@ -59,19 +82,41 @@ export class Forwarder {
     this.#unsubscribe.push(upstream.onState((state) => {
       this.#connected = state.connected;
       if (state.connected) this.#pumpAll();
-      // Unsettled readings were reported lost one by one; this also catches any lease not yet sent.
-      else spool.releaseAll();
+      else this.#disconnected();
     }));
+    this.#timer = setInterval(() => this.#links.sweep(), this.#options.closedLinkCheckMs ?? 5000);
+    this.#timer.unref();
     this.#pumpAll();
   }
 
+  /** Sends nothing more; resolves once the pumps under way have ended (what they leased and did not send is back in the spool). */
   async stop(): Promise<void> {
     this.#running = false;
+    clearInterval(this.#timer);
     for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
+    this.#links.clear();
+    this.#again.clear();
+    this.#flushAcks();
+    if (this.#pumping.size === 0) return;
+    if (this.#idle === undefined) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => { resolve = r; });
+      this.#idle = { done, resolve };
+    }
+    await this.#idle.done;
   }
 
   stats(): ForwardStats {
-    return { forwarded: { ...this.#stats.forwarded }, outcomes: { ...this.#stats.outcomes } };
+    return { forwarded: this.#forwarded.toRecord(), outcomes: { ...this.#outcomes } };
+  }
+
+  #disconnected(): void {
+    // Accepted outcomes of the frames read before the disconnect: once releaseAll has run, their
+    // acks would find nothing in flight and the readings would be sent again.
+    this.#flushAcks();
+    this.#epoch += 1;
+    // Unsettled readings were reported lost one by one; this also catches any lease not yet sent.
+    this.#options.spool.releaseAll();
   }
 
   #pumpAll(): void {
@@ -91,31 +136,60 @@ export class Forwarder {
     }).finally(() => {
       this.#pumping.delete(address);
       if (this.#again.delete(address)) this.#pump(address);
+      if (this.#pumping.size === 0 && this.#idle !== undefined) {
+        this.#idle.resolve();
+        this.#idle = undefined;
+      }
     });
   }
 
   async #drain(address: string): Promise<void> {
-    const link = this.#options.upstream.link(address, this.#options.route(address)?.delivery ?? 'at-least-once');
-    if (!this.#linked.has(link)) {
-      this.#linked.add(link);
-      link.onCredit(() => this.#pump(address));
-    }
+    const { spool, upstream } = this.#options;
+    const mode = this.#options.route(address)?.delivery ?? 'at-least-once';
     for (;;) {
+      if (!this.#running) return;
+      // Asked every round: the upstream may have closed the link and made a new one.
+      const link = upstream.link(address, mode);
+      this.#links.follow(address, link);
       const credit = link.credit();
-      if (credit <= 0 || !this.#running) return;
-      const readings = await this.#options.spool.lease(address, credit);
+      if (credit <= 0) {
+        this.#links.starved(address, true);
+        return;
+      }
+      const epoch = this.#epoch;
+      const readings = await spool.lease(address, credit);
       if (readings.length === 0) {
+        this.#links.starved(address, false);
         // Nothing more for this address now: a receiver that asked to drain gets its credit back.
         link.idle();
         return;
       }
-      for (const [i, reading] of readings.entries()) {
-        if (link.credit() <= 0) {
-          // The link went away while leasing: the rest goes back, in order.
-          await this.#options.spool.release(readings.slice(i).map((r) => r.seq));
-          return;
-        }
-        link.send(this.#message(reading), (outcome) => this.#settle(reading, outcome));
+      if (!this.#running || epoch !== this.#epoch) {
+        // Stopped, or a disconnect came while the lease was pending: whether its releaseAll saw
+        // these readings or not, they go back (a release of what is not in flight is ignored).
+        await spool.release(readings.map((r) => r.seq));
+        continue;
+      }
+      this.#send(link, readings, epoch);
+    }
+  }
+
+  /** Sends leased readings in order while the link has credit; what it cannot send goes back, in order. */
+  #send(link: UpstreamLink, readings: SpooledReading[], epoch: number): void {
+    let i = 0;
+    try {
+      for (; i < readings.length; i++) {
+        // The link can lose its credit while leasing (a disconnect, a drain answered, a close).
+        if (link.credit() <= 0) break;
+        const reading = readings[i]!;
+        link.send(this.#message(reading), (outcome) => this.#settle(reading, epoch, outcome));
+      }
+    } finally {
+      // Also when send threw: the readings not handed over must not stay leased until a disconnect.
+      if (i < readings.length) {
+        const seqs = readings.slice(i).map((r) => r.seq);
+        this.#options.spool.release(seqs).catch((err: unknown) =>
+          this.#log.error({ err, address: link.address, readings: seqs.length }, 'could not return unsent readings to the queue'));
       }
     }
   }
@@ -131,27 +205,34 @@ export class Forwarder {
 
   /**
    * Accepted outcomes arrive in bursts (one disposition frame settles many deliveries); they go to
-   * the spool as one ack at the end of the burst. A microtask later, so nothing can come between:
-   * a disconnect (releaseAll) is a later event, not part of the frame being handled.
+   * the spool as one ack at the end of the burst, a microtask later. A disconnect is a later event,
+   * and flushes them first (#disconnected).
    */
   #ack(seq: number): void {
     this.#acks.push(seq);
-    if (this.#acks.length > 1) return;
-    queueMicrotask(() => {
-      const seqs = this.#acks;
-      this.#acks = [];
-      this.#options.spool.ack(seqs).catch((err: unknown) =>
-        this.#log.error({ err, readings: seqs.length }, 'could not record accepted readings in the spool; they will be sent again'));
-    });
+    if (this.#acks.length === 1) queueMicrotask(this.#flushAcks);
   }
 
-  #settle(reading: SpooledReading, outcome: Outcome): void {
+  readonly #flushAcks = (): void => {
+    if (this.#acks.length === 0) return;
+    const seqs = this.#acks;
+    this.#acks = [];
+    this.#options.spool.ack(seqs).catch((err: unknown) =>
+      this.#log.error({ err, readings: seqs.length }, 'could not record accepted readings in the spool; they will be sent again'));
+  };
+
+  #settle(reading: SpooledReading, epoch: number, outcome: Outcome): void {
     const { spool } = this.#options;
-    this.#stats.outcomes[outcome.kind] += 1;
+    this.#outcomes[outcome.kind] += 1;
+    if (epoch !== this.#epoch) {
+      this.#log.debug({ address: reading.address, id: reading.id, outcome: outcome.kind },
+        'outcome from a connection that is gone: the reading was returned to the queue at the disconnect');
+      return;
+    }
     let done: Promise<void>;
     switch (outcome.kind) {
       case 'accepted':
-        this.#stats.forwarded[reading.address] = (this.#stats.forwarded[reading.address] ?? 0) + 1;
+        this.#forwarded.add(reading.address);
         this.#ack(reading.seq);
         return;
       case 'released':

@@ -1,7 +1,13 @@
 /**
  * Prometheus metrics. Nothing is counted twice: every value is read from the component that owns
  * it (spool, ingest, forwarder, upstream) at scrape time, through `MetricsSource`.
+ *
+ * Label sets are bounded: `{N}` address templates give one address per device, and one series per
+ * device would grow the scrape (and the Prometheus server) with the fleet. Each labelled metric
+ * shows at most `maxLabelValues` values of its label (the first seen), and sums the rest under
+ * `_other`; a value once shown keeps its series (core/bounded-counts.ts).
  */
+import { BoundedKeys, MAX_KEYS } from '../core/bounded-counts.js';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { monotonicMs } from '../core/clock.js';
 
@@ -25,7 +31,13 @@ export interface MetricsSource {
   info: { version: string; gatewayId: string };
 }
 
-export function createMetrics(input: MetricsSource): Registry {
+export interface MetricsOptions {
+  /** Distinct values of a label per metric before the rest are summed under `_other`. Default 100. */
+  maxLabelValues?: number;
+}
+
+export function createMetrics(input: MetricsSource, options: MetricsOptions = {}): Registry {
+  const maxLabelValues = options.maxLabelValues ?? MAX_KEYS;
   // One scrape reads many spool figures; read the spool once per scrape, not once per figure.
   let cached: { at: number; stats: ReturnType<MetricsSource['spool']> } | undefined;
   const source: MetricsSource = {
@@ -44,11 +56,12 @@ export function createMetrics(input: MetricsSource): Registry {
     new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
   };
   const labelled = (name: string, help: string, label: string, read: () => Record<string, number>): void => {
+    const bound = new BoundedKeys(maxLabelValues);
     new Counter({
       name, help, labelNames: [label], registers: [registry],
       collect() {
         this.reset();
-        for (const [value, n] of Object.entries(read())) this.inc({ [label]: value }, n);
+        for (const [value, n] of bound.apply(read())) this.inc({ [label]: value }, n);
       },
     });
   };
