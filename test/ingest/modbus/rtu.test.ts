@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ptyPair, type PtyPair } from '../serial/helpers.js';
-import { busConfig, startModbus, tempDir, waitFor, type Harness } from './helpers.js';
+import { busConfig, startModbus, tempDir, waitFor } from './helpers.js';
 import { startSlave, type Slave } from './slave.js';
 
 /** Registers of `bytes` (big-endian, two bytes each). */

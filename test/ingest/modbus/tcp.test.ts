@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../peers/ports.js';
 import { busConfig, startModbus, tempDir, waitFor } from './helpers.js';
-import { startSlave, type Slave } from './slave.js';
+import { startSlave } from './slave.js';
 
 let dir: string;
 
