@@ -108,12 +108,14 @@ const DeviceSchema = z.strictObject({
   };
 });
 
+/**
+ * The direction of an RS-485 line is switched by the adapter (USB adapters do it themselves) or
+ * by the kernel's RS-485 mode (set up by the device tree for a UART with a transceiver), not by
+ * the gateway: toggling RTS from user space cannot drop it within a character time (87 µs at
+ * 115200 baud), and serialport has no call for the kernel's RS-485 settings.
+ */
 const Rs485Schema = z.strictObject({
-  mode: z.enum(['auto', 'rts'], { error: 'must be auto or rts' }).default('auto')
-    .describe('auto: the adapter (or the kernel RS-485 mode) switches direction; rts: the gateway raises RTS while it sends'),
-  delayBeforeSendMs: z.number().min(0).max(1000).default(0).describe('mode rts: ms between raising RTS and the first byte'),
-  delayAfterSendMs: z.number().min(0).max(1000).default(0).describe('mode rts: ms between the last byte leaving and dropping RTS'),
-  echo: z.boolean().default(false).describe('the adapter hears its own transmission: skip the request echoed back'),
+  echo: z.boolean().default(false).describe('the adapter hears its own transmission (two-wire, no echo suppression): skip the request echoed back'),
 });
 
 const RtuSchema = z.strictObject({

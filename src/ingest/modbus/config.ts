@@ -54,11 +54,6 @@ export interface ModbusDeviceConfig {
 }
 
 export interface Rs485Config {
-  /** auto: the adapter (or the kernel's RS-485 mode) switches direction; rts: the gateway raises RTS while it sends. */
-  mode: 'auto' | 'rts';
-  /** ms between raising RTS and the first byte, and between the last byte and dropping RTS (mode rts). */
-  delayBeforeSendMs: number;
-  delayAfterSendMs: number;
   /** The adapter hears its own transmission: the request's bytes come back first and are skipped. */
   echo: boolean;
 }

@@ -18,9 +18,9 @@
  * for its answer if unit, function and length match: the response timeout must be longer than the
  * slowest slave's answer, and the inter-frame delay lets a late answer land in the gap.
  *
- * RS-485: with `rts` mode the line raises RTS for the transmission (after delayBeforeSendMs, held
- * until the bytes left the UART plus delayAfterSendMs); with `echo` the request's own bytes,
- * heard back by the adapter, are skipped.
+ * RS-485: the adapter or the kernel switches the direction (see config/modbus-schema.ts); with
+ * `echo` the request's own bytes, heard back by an adapter that does not suppress them, are
+ * skipped.
  */
 import { EventEmitter } from 'node:events';
 import { SerialPort } from 'serialport';
@@ -61,8 +61,6 @@ export class RtuLine extends EventEmitter {
   /** Runs of bytes skipped as garbage, and their bytes. */
   garbageRuns = 0;
   garbageBytes = 0;
-  /** A write in progress (RTS mode): the next waits for it. */
-  #sending: Promise<void> = Promise.resolve();
   // modbus-serial's client keeps its transaction ids on the port object.
   _transactionIdRead = 1;
   _transactionIdWrite = 1;
@@ -120,13 +118,7 @@ export class RtuLine extends EventEmitter {
     if (port === undefined) return;
     this.#discard();
     this.#expected = { unit: frame[0]!, fn: frame[1]!, length: responseLength(frame), echo: this.#config.rs485.echo ? frame.length : 0 };
-    if (this.#config.rs485.mode === 'auto') {
-      port.write(frame);
-      return;
-    }
-    this.#sending = this.#sending.then(() => this.#sendWithRts(port, frame)).catch((err: unknown) => {
-      this.emit('error', err instanceof Error ? err : new Error(String(err)));
-    });
+    port.write(frame);
   }
 
   /**
@@ -140,17 +132,6 @@ export class RtuLine extends EventEmitter {
     this.#buffer = Buffer.alloc(0);
     this.#expected = undefined;
     return started;
-  }
-
-  async #sendWithRts(port: SerialPort, frame: Buffer): Promise<void> {
-    const { delayBeforeSendMs, delayAfterSendMs } = this.#config.rs485;
-    await setPort(port, { rts: true });
-    if (delayBeforeSendMs > 0) await delay(delayBeforeSendMs);
-    port.write(frame);
-    // tcdrain: returns once the bytes left the UART.
-    await new Promise<void>((resolve, reject) => port.drain((err) => (err ? reject(err) : resolve())));
-    if (delayAfterSendMs > 0) await delay(delayAfterSendMs);
-    await setPort(port, { rts: false });
   }
 
   /** Drops what is buffered, as garbage. */
@@ -204,12 +185,4 @@ export class RtuLine extends EventEmitter {
     if (skipped > 0) this.#garbage(skipped);
     this.#buffer = Buffer.from(data);
   }
-}
-
-function setPort(port: SerialPort, options: { rts: boolean }): Promise<void> {
-  return new Promise((resolve, reject) => port.set(options, (err) => (err ? reject(err) : resolve())));
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -37,9 +37,9 @@ after(async () => {
 
 const TOPIC = 'factory/line1/meter/v';
 
-async function start(interval = '100ms'): Promise<Harness> {
+async function start(interval = '100ms', echo = false): Promise<Harness> {
   h = await startModbus(dir, [busConfig({
-    name: 'line1', rtu: { path: relay.gateway, baudRate: 115200, parity: 'none' }, timeout: '300ms', retries: 2,
+    name: 'line1', rtu: { path: relay.gateway, baudRate: 115200, parity: 'none', rs485: { echo } }, timeout: '300ms', retries: 2,
     devices: [{ name: 'meter', unitId: 1, interval, points: [{ name: 'v', function: 'holding', address: 0, type: 'uint32' }] }],
   })]);
   await waitFor(() => h!.of(TOPIC).length >= 1, 'a first reading');
@@ -99,6 +99,19 @@ describe('modbus RTU: bad input injected on the line', () => {
     await more(harness, 2);
     assertOnlyTrueValues(harness);
     assert.ok(harness.ingest.stats().buses.line1!.garbageBytes >= 4 + 19);
+  });
+
+  test('an RS-485 adapter that echoes the requests: with rs485.echo the echo is skipped, and nothing is counted', async () => {
+    relay.echo = true;
+    try {
+      const harness = await start('50ms', true);
+      await more(harness, 10);
+      assertOnlyTrueValues(harness);
+      assert.deepEqual(Object.keys(harness.ingest.stats().rejected), []);
+      assert.equal(harness.ingest.stats().buses.line1!.garbageBytes, 0);
+    } finally {
+      relay.echo = false;
+    }
   });
 
   test('a storm of random garbage and corrupted responses never stores a wrong value (seeded: MODBUS_SEED)', async () => {

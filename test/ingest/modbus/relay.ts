@@ -23,6 +23,8 @@ export interface Relay {
   prefixNext(bytes: Buffer): void;
   /** Writes `bytes` towards the gateway now. */
   inject(bytes: Buffer): Promise<void>;
+  /** Sends every request back to the gateway too, as a two-wire RS-485 adapter without echo suppression does. */
+  echo: boolean;
   /** Responses the relay changed so far. */
   tampered: number;
   close(): Promise<void>;
@@ -47,6 +49,7 @@ export async function startRelay(dir: string): Promise<Relay> {
     gateway: join(dir, 'gw'),
     slave: join(dir, 'slave'),
     tampered: 0,
+    echo: false,
     corruptNext: (index) => { action = { kind: 'corrupt', index }; },
     truncateNext: (bytes) => { action = { kind: 'truncate', bytes }; },
     prefixNext: (bytes) => { action = { kind: 'prefix', bytes }; },
@@ -64,6 +67,7 @@ export async function startRelay(dir: string): Promise<Relay> {
   toGateway.on('data', (chunk: Buffer) => {
     // A new request: whatever was being cut short is over.
     dropping = false;
+    if (relay.echo) toGateway.write(chunk);
     toSlave.write(chunk);
   });
   toSlave.on('data', (chunk: Buffer) => {

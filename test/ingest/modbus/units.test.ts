@@ -111,7 +111,7 @@ describe('modbus config', () => {
       ] }],
     });
     assert.deepEqual(bus.rtu, { path: '/dev/ttyUSB0', baudRate: 19200, dataBits: 8, parity: 'even', stopBits: 1,
-      rs485: { mode: 'auto', delayBeforeSendMs: 0, delayAfterSendMs: 0, echo: false } });
+      rs485: { echo: false } });
     assert.deepEqual([bus.timeout, bus.retries, bus.interFrameDelay, bus.offlineBackoff, bus.topic],
       [1000, 2, undefined, { base: 1000, cap: 60_000 }, 'factory/{bus}/{device}/{point}']);
     const [a, b] = bus.devices[0]!.points;
