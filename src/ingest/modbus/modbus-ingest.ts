@@ -41,6 +41,8 @@ export interface ModbusIngestOptions {
 }
 
 export interface ModbusIngestStats extends IngestStats {
+  /** Readings waiting for the spool, and whether polls wait for it (the spool does not keep up). */
+  spool: { pending: number; holding: boolean };
   buses: Record<string, {
     open: boolean;
     opens: number;
@@ -149,6 +151,7 @@ export class ModbusIngest implements IngestAdapter {
       ingested: { ...this.#ingested },
       rejected: { ...this.#rejected },
       connections: this.#buses.filter((bus) => bus.open).length,
+      spool: { pending: this.#writer.pending, holding: this.#writer.holding },
       buses,
     };
   }

@@ -39,8 +39,14 @@ export class SpoolWriter {
     this.#highWater = options.highWater ?? 1000;
   }
 
+  /** Readings waiting for the spool (the batch being appended not included). */
   get pending(): number {
     return this.#queue.length;
+  }
+
+  /** Polls wait for room now. */
+  get holding(): boolean {
+    return this.#waiters.length > 0;
   }
 
   push(reading: RoutedReading): void {

@@ -42,7 +42,11 @@ export interface Harness {
   stop(): Promise<void>;
 }
 
-export async function startModbus(dir: string, buses: ModbusBusConfig[], options: { routes?: Route[]; reopen?: { baseMs: number; capMs: number } } = {}): Promise<Harness> {
+export async function startModbus(dir: string, buses: ModbusBusConfig[], options: {
+  routes?: Route[]; reopen?: { baseMs: number; capMs: number }; highWater?: number;
+  /** Every append waits for this first (a spool that does not keep up). */
+  gate?: () => Promise<void>;
+} = {}): Promise<Harness> {
   const { log, lines } = memoryLogger();
   const spool = new SqliteSpool(spoolOptions(join(dir, 'spool')));
   await spool.start();
@@ -50,6 +54,7 @@ export async function startModbus(dir: string, buses: ModbusBusConfig[], options
   // The spool as the ingest sees it, recording what was committed, in order.
   const recording = {
     append: async (readings: Parameters<SqliteSpool['append']>[0], opts?: Parameters<SqliteSpool['append']>[1]) => {
+      await options.gate?.();
       await spool.append(readings, opts);
       for (const r of readings) appended.push({ topic: r.topic, body: JSON.parse(r.payload.toString()) as Reading['body'] });
     },
@@ -57,6 +62,7 @@ export async function startModbus(dir: string, buses: ModbusBusConfig[], options
   const ingest = new ModbusIngest({
     buses, spool: recording, log, router: new Router({ routes: options.routes ?? ROUTES }),
     reopen: options.reopen ?? { baseMs: 100, capMs: 400 },
+    ...(options.highWater === undefined ? {} : { highWater: options.highWater }),
   });
   await ingest.start();
   return {
