@@ -44,8 +44,8 @@ export interface Harness {
 
 export async function startModbus(dir: string, buses: ModbusBusConfig[], options: {
   routes?: Route[]; reopen?: { baseMs: number; capMs: number }; highWater?: number;
-  /** Every append waits for this first (a spool that does not keep up). */
-  gate?: () => Promise<void>;
+  /** Every append waits for this first (a spool that does not keep up); it is told how many readings wait in it. */
+  gate?: (readings: number) => Promise<void>;
 } = {}): Promise<Harness> {
   const { log, lines } = memoryLogger();
   const spool = new SqliteSpool(spoolOptions(join(dir, 'spool')));
@@ -54,7 +54,7 @@ export async function startModbus(dir: string, buses: ModbusBusConfig[], options
   // The spool as the ingest sees it, recording what was committed, in order.
   const recording = {
     append: async (readings: Parameters<SqliteSpool['append']>[0], opts?: Parameters<SqliteSpool['append']>[1]) => {
-      await options.gate?.();
+      await options.gate?.(readings.length);
       await spool.append(readings, opts);
       for (const r of readings) appended.push({ topic: r.topic, body: JSON.parse(r.payload.toString()) as Reading['body'] });
     },
