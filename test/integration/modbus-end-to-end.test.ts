@@ -51,7 +51,7 @@ describe('modbus end to end', () => {
     } });
     const metric = async (name: string): Promise<number> => {
       const text = await (await fetch(`http://127.0.0.1:${gw.httpPort}/metrics`)).text();
-      const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `) || (!name.includes('{') && l.startsWith(`${name}{`)));
       return line === undefined ? 0 : Number(line.split(' ').at(-1));
     };
     const ingested = (): Promise<number> => metric('uplink_ingested_total');
@@ -66,6 +66,8 @@ describe('modbus end to end', () => {
     try {
       await until(async () => (await metric('uplink_upstream_connected')) === 1, 'connected');
       await step([1, 2, 3]);
+      assert.equal(await metric('uplink_modbus_device_online{bus="plc",device="press"}'), 1);
+      assert.equal(await metric('uplink_ingest_connections{adapter="modbus"}'), 1);
       await broker.stop();
       await until(async () => (await metric('uplink_upstream_connected')) === 0, 'the outage seen');
       await step([4, 5, 6, 7]);
@@ -75,6 +77,8 @@ describe('modbus end to end', () => {
       // The device stops answering: its last reading is one of quality bad, then nothing more.
       await slave.mute(1);
       await gw.waitForLog((l) => l.msg === 'modbus device not answering; marked offline, polled again with backoff', 30_000);
+      assert.equal(await metric('uplink_modbus_device_online{bus="plc",device="press"}'), 0);
+      assert.ok((await metric('uplink_ingest_rejected_total{reason="modbus_offline"}')) === 1);
       await until(async () => (await metric('uplink_spool_depth')) === 0, 'the spool drained', 120_000);
       const total = await ingested();
       const messages = await consume({ host: '127.0.0.1', port: broker.amqpsPort, pki, address: '/queue/modbus-e2e', count: total, timeoutMs: 60_000 });
