@@ -113,6 +113,9 @@ export class ModbusBus {
   readonly #writes: WriteJob[] = [];
   #running: Promise<void> | undefined;
   #stopped = false;
+  /** Resolves on stop(): a loop waiting for room in the spool must not keep stop() waiting too. */
+  readonly #stopping: Promise<void>;
+  #resolveStopping: () => void = () => {};
   #wake: (() => void) | undefined;
   #reopenAttempts = 0;
   #busDown: string | undefined;
@@ -131,6 +134,7 @@ export class ModbusBus {
     this.#random = options.random ?? Math.random;
     this.#gapMs = options.config.interFrameDelay ?? defaultInterFrameDelay(options.config);
     this.#devices = options.config.devices.map((device) => new DeviceState(device));
+    this.#stopping = new Promise((resolve) => { this.#resolveStopping = resolve; });
     for (const device of this.#devices) this.#byName.set(device.config.name, device);
   }
 
@@ -155,6 +159,7 @@ export class ModbusBus {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#resolveStopping();
     this.#wakeUp();
     await this.#running;
     for (const job of this.#writes.splice(0)) job.resolve({ status: 'unavailable', reason: 'the gateway is stopping' });
@@ -219,7 +224,7 @@ export class ModbusBus {
         await this.#sleep(this.#nextAt() - now);
         continue;
       }
-      await this.#options.room();
+      await Promise.race([this.#options.room(), this.#stopping]);
       if (this.#stopped) break;
       await this.#poll(point);
       await this.#gap();

@@ -45,7 +45,8 @@ export interface Harness {
 export async function startModbus(dir: string, buses: ModbusBusConfig[], options: {
   routes?: Route[]; reopen?: { baseMs: number; capMs: number }; highWater?: number;
   /** Every append waits for this first (a spool that does not keep up); it is told how many readings wait in it. */
-  gate?: (readings: number) => Promise<void>;
+  gate?: (readings: number, signal: AbortSignal | undefined) => Promise<void>;
+  stopGraceMs?: number;
 } = {}): Promise<Harness> {
   const { log, lines } = memoryLogger();
   const spool = new SqliteSpool(spoolOptions(join(dir, 'spool')));
@@ -54,7 +55,7 @@ export async function startModbus(dir: string, buses: ModbusBusConfig[], options
   // The spool as the ingest sees it, recording what was committed, in order.
   const recording = {
     append: async (readings: Parameters<SqliteSpool['append']>[0], opts?: Parameters<SqliteSpool['append']>[1]) => {
-      await options.gate?.(readings.length);
+      await options.gate?.(readings.length, opts?.signal);
       await spool.append(readings, opts);
       for (const r of readings) appended.push({ topic: r.topic, body: JSON.parse(r.payload.toString()) as Reading['body'] });
     },
@@ -63,6 +64,7 @@ export async function startModbus(dir: string, buses: ModbusBusConfig[], options
     buses, spool: recording, log, router: new Router({ routes: options.routes ?? ROUTES }),
     reopen: options.reopen ?? { baseMs: 100, capMs: 400 },
     ...(options.highWater === undefined ? {} : { highWater: options.highWater }),
+    ...(options.stopGraceMs === undefined ? {} : { stopGraceMs: options.stopGraceMs }),
   });
   await ingest.start();
   return {

@@ -82,6 +82,23 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
     }
   });
 
+  test('stop() while the polls wait for a spool that never takes them: it ends, and counts what it could not store', async () => {
+    const slave = await startSlave({ units: [1] });
+    const h = await startModbus(dir, [busConfig({
+      name: 'plc', tcp: { host: '127.0.0.1', port: slave.port },
+      devices: [{ name: 'press', unitId: 1, interval: '10ms', points: [{ name: 'force', function: 'holding', address: 0 }] }],
+    })], { highWater: 5, gate: (_readings, signal) => new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason))), stopGraceMs: 200 });
+    try {
+      await waitFor(() => h.ingest.stats().spool.holding, 'the polls held back');
+    } finally {
+      await h.ingest.stop();
+      await h.spool.stop();
+      await slave.kill();
+    }
+    assert.ok((h.ingest.stats().rejected.stopped ?? 0) >= 5, JSON.stringify(h.ingest.stats().rejected));
+    assert.ok(h.lines.some((l) => l.msg === 'modbus: readings polled but not stored: the spool had no room for them before the stop grace ran out'));
+  });
+
   test('the server goes away: the bus reconnects with backoff, its devices are offline meanwhile, and come back with the server', async () => {
     const port = await freePort();
     let slave = await startSlave({ tcpPort: port, units: [1, 2] });
