@@ -19,9 +19,11 @@ export interface CommandProblem {
   problem: string;
 }
 
+const text = z.string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') }).min(1, 'must not be empty');
+
 const MqttSchema = z.strictObject({
   target: z.literal('mqtt'),
-  topic: z.string().min(1, 'must not be empty'),
+  topic: text,
   qos: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'must be 0, 1 or 2' }).default(1),
   payload: z.unknown().optional(),
   payloadBase64: z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64').optional(),
@@ -33,9 +35,9 @@ const MqttSchema = z.strictObject({
 
 const ModbusSchema = z.strictObject({
   target: z.literal('modbus'),
-  bus: z.string().min(1, 'must not be empty'),
-  device: z.string().min(1, 'must not be empty'),
-  point: z.string().min(1, 'must not be empty'),
+  bus: text,
+  device: text,
+  point: text,
   value: z.unknown().refine((value) => value !== undefined, 'is required'),
 });
 
@@ -61,7 +63,11 @@ export function parseCommand(body: unknown): Command | CommandProblem {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return { problem: 'the body is not a JSON object' };
   const parsed = CommandSchema.safeParse(value);
   if (!parsed.success) {
-    return { problem: parsed.error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : 'target'}: ${issue.message}`).join('; ') };
+    return {
+      problem: parsed.error.issues.map((issue) => (issue.code === 'unrecognized_keys'
+        ? `${issue.keys.join(', ')}: ${issue.keys.length > 1 ? 'are not fields' : 'is not a field'} of a command`
+        : `${issue.path.length > 0 ? issue.path.join('.') : 'command'}: ${issue.message}`)).join('; '),
+    };
   }
   const command = parsed.data;
   if (command.target === 'modbus') return command;
