@@ -177,4 +177,37 @@ describe('modbus RTU (pymodbus on a pty)', () => {
       await h.stop();
     }
   });
+
+  test('report by exception: a change within the deadband is not reported, one beyond it is; an unchanged value comes with the heartbeat', async () => {
+    await slave.set(1, 'hr', 5, [100]);
+    await slave.set(2, 'hr', 5, [7]);
+    const h = await startModbus(dir, [rtuBus([
+      { name: 'a', unitId: 1, interval: '20ms', reportByException: { deadband: 5, heartbeat: '1h' }, points: [{ name: 'v', function: 'holding', address: 5 }] },
+      { name: 'b', unitId: 2, interval: '20ms', reportByException: { deadband: 0, heartbeat: '300ms' }, points: [{ name: 'v', function: 'holding', address: 5 }] },
+    ])]);
+    try {
+      await waitFor(() => h.of('factory/line1/a/v').length === 1, 'the first value of a');
+      const polled = async (n: number): Promise<void> => {
+        const start = (await slave.requests()).byUnit['1'] ?? 0;
+        for (;;) {
+          if (((await slave.requests()).byUnit['1'] ?? 0) >= start + n) return;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      await slave.set(1, 'hr', 5, [103]);
+      await polled(10);
+      await slave.set(1, 'hr', 5, [110]);
+      await waitFor(() => h.of('factory/line1/a/v').length === 2, 'the change beyond the deadband');
+      await polled(10);
+      assert.deepEqual(h.of('factory/line1/a/v').map((r) => r.body.value), [100, 110]);
+
+      await waitFor(() => h.of('factory/line1/b/v').length >= 3, 'heartbeats of b');
+      const requests = (await slave.requests()).byUnit['2'] ?? 0;
+      const readings = h.of('factory/line1/b/v');
+      assert.ok(readings.every((r) => r.body.value === 7));
+      assert.ok(requests > 2 * readings.length, `b was polled ${requests} times for ${readings.length} readings`);
+    } finally {
+      await h.stop();
+    }
+  });
 });
