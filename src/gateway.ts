@@ -17,7 +17,9 @@ import { Readiness } from './ops/readiness.js';
 import { fingerprintStartFiles, reloadConfig, type Fingerprints, type ReloadResult } from './ops/reload.js';
 import { SdNotify } from './ops/sd-notify.js';
 import { buildStatus, sum, type Listener } from './ops/status.js';
+import { Downlink } from './downlink/downlink.js';
 import { Forwarder } from './forward/forwarder.js';
+import { ModbusIngest } from './ingest/modbus/index.js';
 import { MqttIngest } from './ingest/mqtt/index.js';
 import { SerialIngest } from './ingest/serial/index.js';
 import { Router } from './route/router.js';
@@ -68,6 +70,9 @@ export class Gateway {
   readonly forwarder: Forwarder | undefined;
   readonly mqtt: MqttIngest;
   readonly serial: SerialIngest;
+  readonly modbus: ModbusIngest;
+  /** Commands down to devices; undefined without `downlink` in the config. */
+  readonly downlink: Downlink | undefined;
   readonly #components: Component[];
   readonly #http: OpsServer;
   readonly #rates: Rates;
@@ -103,6 +108,14 @@ export class Gateway {
     const now = (): number => clock.now();
     this.mqtt = new MqttIngest({ config: config.mqtt, spool: this.spool, router: this.router, log: this.log.child({ component: 'mqtt' }), now });
     this.serial = new SerialIngest({ ports: config.serial, spool: this.spool, router: this.router, log: this.log.child({ component: 'serial' }), now });
+    this.modbus = new ModbusIngest({ buses: config.modbus.buses, spool: this.spool, router: this.router, log: this.log.child({ component: 'modbus' }), now });
+    const downlink = config.downlink;
+    this.downlink = downlink === undefined || this.upstream === undefined ? undefined : new Downlink({
+      source: this.upstream, replies: downlink.replies ? this.upstream : undefined,
+      address: downlink.address, credit: downlink.credit, mqttTimeoutMs: downlink.mqttTimeout,
+      targets: { mqtt: this.mqtt, ...(config.modbus.buses.length > 0 ? { modbus: this.modbus } : {}) },
+      log: this.log.child({ component: 'downlink' }),
+    });
     this.#rates = new Rates({ read: () => ({ ingested: sum(this.#ingested()), forwarded: sum(this.forwarder?.stats().forwarded ?? {}) }) });
     this.#http = new OpsServer({
       ...config.http, readiness: this.readiness, metrics: this.#metrics(), status: () => this.status(), log: this.log.child({ component: 'http' }),
@@ -116,6 +129,9 @@ export class Gateway {
       // Devices are let in last, once there is somewhere to put their readings; and out first.
       wrap('mqtt', this.mqtt),
       wrap('serial', this.serial),
+      wrap('modbus', this.modbus),
+      // Commands go to the devices: taken once the adapters that carry them run, and stopped first.
+      ...(this.downlink === undefined ? [] : [wrap('downlink', this.downlink)]),
       wrap('rates', this.#rates),
       wrap('http', this.#http),
       // Last: systemd hears READY=1 only once everything runs, and STOPPING=1 first thing.
@@ -178,6 +194,8 @@ export class Gateway {
         acl: mqtt.acl === undefined ? null : mqtt.acl.length, maxConnections: mqtt.maxConnections,
       },
       serial: config.serial.map((port) => port.name),
+      modbus: config.modbus.buses.map((bus) => bus.name),
+      downlink: config.downlink?.address ?? null,
       upstream: config.upstream === undefined ? null : { url: config.upstream.url, sasl: config.upstream.sasl },
       routes: config.routes.length,
     };
@@ -240,11 +258,11 @@ export class Gateway {
   }
 
   #ingested(): Record<string, number> {
-    return sumCounts(this.mqtt.stats().ingested, this.serial.stats().ingested);
+    return sumCounts(this.mqtt.stats().ingested, this.serial.stats().ingested, this.modbus.stats().ingested);
   }
 
   #rejected(): Record<string, number> {
-    return sumCounts(this.mqtt.stats().rejected, this.serial.stats().rejected);
+    return sumCounts(this.mqtt.stats().rejected, this.serial.stats().rejected, this.modbus.stats().rejected);
   }
 
   #metrics(): ReturnType<typeof createMetrics> {
@@ -259,7 +277,10 @@ export class Gateway {
         const state = this.upstream.state();
         return { connected: state.connected, credit: this.upstream.credit(), reconnects: state.reconnects };
       },
-      connections: () => ({ mqtt: this.mqtt.stats().connections, serial: this.serial.stats().connections }),
+      connections: () => ({ mqtt: this.mqtt.stats().connections, serial: this.serial.stats().connections, modbus: this.modbus.stats().connections }),
+      modbusDevices: () => Object.entries(this.modbus.stats().buses)
+        .flatMap(([bus, stats]) => Object.entries(stats.devices).map(([device, d]) => ({ bus, device, online: d.online }))),
+      downlink: () => this.downlink?.stats().outcomes,
       info: { version: VERSION, gatewayId: this.#config.gatewayId },
     });
   }

@@ -113,6 +113,9 @@ export function checkCombinations(config: Config): Issue[] {
   if (mqtt.auth === 'certificate' && mqtt.tls?.ca === undefined) {
     issues.push({ path: ['mqtt', 'auth'], message: 'certificate needs an mqtt.tls listener with tls.ca (the CA of the device certificates)' });
   }
+  if (config.downlink !== undefined && config.upstream === undefined) {
+    issues.push({ path: ['downlink'], message: 'needs an upstream: commands are received over the upstream connection' });
+  }
   if (config.http.port === config.mqtt.port && sameInterface(config.http.host, config.mqtt.host)) {
     issues.push({ path: ['http', 'port'], message: `is already taken by mqtt.port (${config.mqtt.port})` });
   }

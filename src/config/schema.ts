@@ -8,6 +8,9 @@
  * of the config, so they cannot leak into logs or error messages.
  */
 import { z } from 'zod';
+import { DownlinkSchema } from './downlink-schema.js';
+import { duration } from './duration.js';
+import { ModbusSchema } from './modbus-schema.js';
 import { SerialPortSchema } from './serial-schema.js';
 
 const port = z.number()
@@ -38,17 +41,6 @@ const topicFilter = z.string().superRefine((value, ctx) => {
   const problem = topicFilterProblem(value);
   if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${problem} (an MQTT topic filter)` });
 });
-
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-/** A duration as seconds (a number) or text such as `500ms`, `30s`, `15m`, `12h`, `7d`; in ms. */
-const duration = z.union([
-  z.number().positive('must be more than 0').transform((seconds) => seconds * 1000),
-  z.string().regex(/^\d+(\.\d+)?\s*(ms|s|m|h|d)$/, 'must be a duration such as 30s, 15m, 12h or 7d')
-    .transform((text) => {
-      const [, amount, unit] = /^([\d.]+)\s*(\w+)$/.exec(text)!;
-      return Number(amount) * DURATION_UNITS[unit!]!;
-    }),
-], { error: 'must be a duration: seconds, or text such as 30s, 15m, 12h or 7d' });
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
 /** A size as bytes (a number) or text such as `512MiB`, `2GB`; in bytes. */
@@ -173,9 +165,12 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   mqtt: MqttSchema.prefault({}).describe('the embedded MQTT broker that devices publish to'),
   serial: z.array(SerialPortSchema).default([]).describe('serial lines read as devices; each frame becomes a reading'),
+  modbus: ModbusSchema.prefault({}).describe('Modbus RTU and TCP devices polled; each answer becomes a reading'),
   spool: SpoolSchema.prefault({}),
   upstream: UpstreamSchema.optional()
     .describe('where readings go; when unset, readings wait in the spool'),
+  downlink: DownlinkSchema.optional()
+    .describe('commands down to devices (MQTT subscribers, Modbus points), received over the upstream connection'),
   routes: z.array(RouteSchema).min(1, 'must have at least one route')
     .prefault([{ topic: '#', address: '/queue/telemetry' }])
     .describe('first match wins; a reading goes to the address of the first route whose topic filter matches'),
@@ -193,6 +188,8 @@ export type UpstreamConfig = NonNullable<Config['upstream']>;
 export type RouteConfig = Config['routes'][number];
 export type SpoolConfig = Config['spool'];
 export type MqttConfig = Config['mqtt'];
+export type ModbusConfig = Config['modbus'];
+export type DownlinkConfig = NonNullable<Config['downlink']>;
 
 /** The JSON Schema of `uplink.yaml`, as published for editors. */
 export function configJsonSchema(): Record<string, unknown> {

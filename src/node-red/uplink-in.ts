@@ -23,7 +23,7 @@ import type { DownlinkDelivery, UpstreamReceiver } from '../upstream/downlink.js
 import { CompletionTracker } from './completion.js';
 import { downlinkPayload, type PayloadMode } from './payload.js';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from './red-api.js';
-import { ReleaseBackoff } from './release-backoff.js';
+import { ReleaseBackoff } from '../core/release-backoff.js';
 import { failedStatus, receiverStatus } from './status.js';
 import { useUplink } from './use-upstream.js';
 

@@ -25,8 +25,12 @@ export interface MetricsSource {
   /** Outcomes from the upstream, by kind. */
   outcomes(): Record<string, number>;
   upstream(): { connected: boolean; credit: number; reconnects: number } | undefined;
-  /** Open device connections by adapter (mqtt clients, open serial ports). */
+  /** Open device connections by adapter (mqtt clients, open serial ports, open Modbus buses). */
   connections(): Record<string, number>;
+  /** Modbus devices and whether they answer. */
+  modbusDevices?(): Array<{ bus: string; device: string; online: boolean }>;
+  /** Downlink commands settled, by outcome (accepted, rejected, released); undefined without a downlink. */
+  downlink?(): Record<string, number> | undefined;
   /** Constant labels of `uplink_build_info`. */
   info: { version: string; gatewayId: string };
 }
@@ -88,6 +92,15 @@ export function createMetrics(input: MetricsSource, options: MetricsOptions = {}
       for (const [adapter, n] of Object.entries(source.connections())) this.set({ adapter }, n);
     },
   });
+  new Gauge({
+    name: 'uplink_modbus_device_online', help: '1 while a Modbus device answers, 0 while it is offline.', labelNames: ['bus', 'device'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const d of source.modbusDevices?.() ?? []) this.set({ bus: d.bus, device: d.device }, d.online ? 1 : 0);
+    },
+  });
+  labelled('uplink_downlink_commands_total', 'Commands received from the upstream, by outcome (accepted, rejected, released).', 'outcome',
+    () => source.downlink?.() ?? {});
   new Gauge({ name: 'uplink_build_info', help: 'Always 1; the labels say which uplink runs.', labelNames: ['version', 'gateway_id'], registers: [registry] })
     .set({ version: input.info.version, gateway_id: input.info.gatewayId }, 1);
   return registry;

@@ -22,6 +22,8 @@ export interface UpstreamMessage {
   ttlMs?: number;
   /** Extra application properties of its route. */
   properties?: Record<string, string | number | boolean>;
+  /** The correlation_id (a reply to a command carries the command's). */
+  correlationId?: string;
 }
 
 export type Outcome =

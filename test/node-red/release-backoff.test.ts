@@ -1,7 +1,7 @@
 /** The wait before `uplink in` releases a command the flow failed on (release-backoff.ts). */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { RELEASE_BACKOFF, ReleaseBackoff } from '../../src/node-red/release-backoff.js';
+import { RELEASE_BACKOFF, ReleaseBackoff } from '../../src/core/release-backoff.js';
 
 describe('release backoff', () => {
   test('1 s, doubling per message id, capped at 30 s', () => {

@@ -2,3 +2,4 @@
 export { MqttIngest, type MqttIngestOptions, type MqttIngestStats } from './mqtt-ingest.js';
 export type { MqttIngestConfig, MqttAclEntry, MqttUser } from './config.js';
 export type { BoundListener, ListenerKind } from './listeners.js';
+export type { MqttCommand, MqttCommandResult } from './commands.js';

@@ -42,6 +42,7 @@ import type { IngestAdapter, IngestStats } from '../interface.js';
 import { Acl } from './acl.js';
 import { Authenticator } from './auth.js';
 import { classifyClientError, Refusal } from './client-errors.js';
+import { CommandPublisher, type MqttCommand, type MqttCommandResult } from './commands.js';
 import type { MqttIngestConfig } from './config.js';
 import { FrameGuard, type FrameProblem } from './frame-guard.js';
 import { GuardedConnection, type ConnectionInfo } from './guarded-connection.js';
@@ -100,6 +101,7 @@ export class MqttIngest implements IngestAdapter {
   readonly #ingested: Record<string, number> = {};
   readonly #rejected: Record<string, number> = {};
   readonly #refused: Record<string, number> = {};
+  readonly #commands = new CommandPublisher();
   #broker: Aedes | undefined;
   #listeners: Listeners | undefined;
   #stopping = false;
@@ -137,6 +139,7 @@ export class MqttIngest implements IngestAdapter {
     });
     // aedes emits 'error' for failures of its in-memory persistence (not in its typings).
     (broker as unknown as NodeJS.EventEmitter).on('error', (err: Error) => this.#log.error({ err: err.message }, 'mqtt broker error'));
+    this.#commands.attach(broker);
     this.#broker = broker;
 
     const guardLimits = { maxPayload: config.maxPayload, maxTopicLength: config.maxTopicLength };
@@ -169,8 +172,25 @@ export class MqttIngest implements IngestAdapter {
     this.#broker = undefined;
     this.#listeners = undefined;
     this.#stopping = true;
+    this.#commands.detach();
     await listeners?.close();
     if (broker !== undefined) await closeBroker(broker);
+  }
+
+  /**
+   * Publishes a command to the devices subscribed to its topic (commands.ts); resolves once they
+   * confirmed it (QoS 1: PUBACK, QoS 2: PUBCOMP), or with why not.
+   */
+  async publishCommand(command: MqttCommand): Promise<MqttCommandResult> {
+    const topic = command.topic;
+    const problem = topic.length === 0 ? 'is empty' : /[+#]/.test(topic) || topic.includes('\u0000') ? 'has a wildcard or NUL' : topic.startsWith('$') ? 'starts with $ (reserved)'
+      : topicProblem(topic, this.#config)?.detail;
+    if (problem !== undefined) return { status: 'refused', code: 'invalid_topic', reason: `MQTT topic ${JSON.stringify(topic)} ${problem}` };
+    const result = await this.#commands.publish(command);
+    const fields = { topic, qos: command.qos, bytes: command.payload.length, status: result.status };
+    if (result.status === 'done') this.#log.info({ ...fields, subscribers: result.result.subscribers }, 'mqtt command confirmed by its subscribers');
+    else this.#log.warn({ ...fields, reason: result.reason }, 'mqtt command not done');
+    return result;
   }
 
   stats(): MqttIngestStats {
@@ -213,6 +233,7 @@ export class MqttIngest implements IngestAdapter {
       authorizeSubscribe: (client, subscription, callback) => {
         callback(null, this.#authorizeSubscribe(client, subscription));
       },
+      authorizeForward: (client, packet) => this.#commands.forward(client, packet),
     };
   }
 

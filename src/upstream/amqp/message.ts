@@ -13,6 +13,7 @@ export function toAmqpMessage(message: UpstreamMessage, gatewayId: string): Reco
     priority: message.priority,
     ...(message.ttlMs === undefined ? {} : { ttl: Math.max(1, Math.floor(message.ttlMs)) }),
     subject: message.topic,
+    ...(message.correlationId === undefined ? {} : { correlation_id: message.correlationId }),
     creation_time: new Date(message.receivedAt),
     application_properties: { ...message.properties, gateway: gatewayId },
     body: rhea.message.data_section(message.payload),

@@ -1,10 +1,11 @@
 /**
- * How long `uplink in` waits before it releases a command the flow failed on. RabbitMQ puts a
- * released message back at the head of its queue with the delivery count unchanged, so releasing
- * at once would hand the same failing command to the flow as fast as the broker can redeliver it.
- * So a release waits, per message id: `baseMs` the first time, doubling up to `capMs`. The
- * attempts are kept for the last `remember` message ids (oldest forgotten first), and forgotten
- * when the command is accepted or rejected. A message without an id always waits `baseMs`.
+ * How long a command consumer (`uplink in`, the gateway's downlink) waits before it releases a
+ * command it could not carry out now. RabbitMQ puts a released message back at the head of its
+ * queue with the delivery count unchanged, so releasing at once would hand the same failing
+ * command back as fast as the broker can redeliver it. So a release waits, per message id:
+ * `baseMs` the first time, doubling up to `capMs`. The attempts are kept for the last `remember`
+ * message ids (oldest forgotten first), and forgotten when the command is accepted or rejected.
+ * A message without an id always waits `baseMs`.
  */
 export interface ReleaseBackoffOptions {
   baseMs: number;

@@ -1,0 +1,186 @@
+/**
+ * One Modbus connection (a serial line or a TCP socket) behind modbus-serial's client, which
+ * builds the requests and checks the responses (CRC, exception codes, unit, function, length),
+ * and the one place where its errors enter our code: each becomes a ModbusFault with a reason.
+ *
+ * Error rules
+ * - `read`/`write` reject with a ModbusFault: `timeout` (no answer), `short_frame` (an answer
+ *   that stopped part way), `crc`, `unexpected` (another unit or function answered), `bad_length`
+ *   (a length that does not match the request), `not_open`, `io`: all retryable, the line may be
+ *   better next time; `exception` (the device answered with an exception code): not retryable.
+ * - One request at a time: the caller (the bus) waits for each to settle before the next.
+ * - `open` rejects with a ModbusFault `io` when the port or host cannot be reached.
+ */
+import ModbusSerial from 'modbus-serial';
+import type { ModbusRTU } from 'modbus-serial/ModbusRTU.js';
+import { GatewayError, messageOf } from '../../core/errors.js';
+import type { ModbusBusConfig } from './config.js';
+import { RtuLine } from './rtu-line.js';
+
+// A CommonJS module whose typings declare an ES default export: at run time the default is the class.
+const ModbusClient = ModbusSerial as unknown as typeof ModbusRTU;
+
+export type FaultReason = 'timeout' | 'short_frame' | 'crc' | 'unexpected' | 'bad_length' | 'exception' | 'not_open' | 'io';
+
+const EXCEPTIONS: Record<number, string> = {
+  1: 'illegal function', 2: 'illegal data address', 3: 'illegal data value', 4: 'slave device failure', 5: 'acknowledge',
+  6: 'slave device busy', 8: 'memory parity error', 10: 'gateway path unavailable', 11: 'gateway target device failed to respond',
+};
+
+export class ModbusFault extends GatewayError {
+  readonly reason: FaultReason;
+  /** The exception code the device answered with (reason `exception`). */
+  readonly exception: number | undefined;
+
+  constructor(reason: FaultReason, message: string, exception?: number) {
+    super(reason === 'exception' ? 'BAD_INPUT' : 'IO', message, { retryable: reason !== 'exception' });
+    this.name = 'ModbusFault';
+    this.reason = reason;
+    this.exception = exception;
+  }
+}
+
+export function exceptionText(code: number): string {
+  return `exception ${code} (${EXCEPTIONS[code] ?? 'unknown'})`;
+}
+
+/** modbus-serial's errors: plain objects and Errors told apart by name, errno, modbusCode and message. */
+export function translateFault(err: unknown, shortBytes = 0): ModbusFault {
+  const e = (err ?? {}) as { name?: string; errno?: string; message?: string; modbusCode?: number };
+  const message = e.message ?? messageOf(err);
+  if (typeof e.modbusCode === 'number') return new ModbusFault('exception', exceptionText(e.modbusCode), e.modbusCode);
+  if (e.name === 'TransactionTimedOutError' || e.errno === 'ETIMEDOUT') {
+    return shortBytes > 0
+      ? new ModbusFault('short_frame', `the response stopped after ${shortBytes} bytes`)
+      : new ModbusFault('timeout', 'no response');
+  }
+  if (message === 'CRC error') return new ModbusFault('crc', 'the response failed its CRC check');
+  if (message.startsWith('Data length error')) return new ModbusFault('bad_length', `the response has the wrong length (${message})`);
+  if (message.startsWith('Unexpected data error')) return new ModbusFault('unexpected', `another answer than the one asked for (${message})`);
+  if (e.name === 'PortNotOpenError' || message === 'Port Not Open') return new ModbusFault('not_open', 'the connection is not open');
+  return new ModbusFault('io', message);
+}
+
+type Callback<T> = (err: unknown, data: T) => void;
+
+export type ReadFunction = 1 | 2 | 3 | 4;
+
+export class ModbusConnection {
+  readonly #bus: ModbusBusConfig;
+  #client: ModbusRTU | undefined;
+  #line: RtuLine | undefined;
+  #onClose: () => void = () => {};
+
+  constructor(bus: ModbusBusConfig) {
+    this.#bus = bus;
+  }
+
+  get isOpen(): boolean {
+    return this.#client?.isOpen === true;
+  }
+
+  /** Bytes the RTU line skipped as garbage, in runs (TCP: none). */
+  garbage(): { runs: number; bytes: number } {
+    return { runs: this.#line?.garbageRuns ?? 0, bytes: this.#line?.garbageBytes ?? 0 };
+  }
+
+  /** Called once when an open connection goes away (the port closes, the socket drops). */
+  onClose(listener: () => void): void {
+    this.#onClose = listener;
+  }
+
+  async open(): Promise<void> {
+    const bus = this.#bus;
+    let client: ModbusRTU;
+    try {
+      if (bus.rtu !== undefined) {
+        const line = new RtuLine(bus.rtu);
+        // Errors of an open port are followed by its close; this listener keeps them from being thrown.
+        line.on('error', () => {});
+        client = new ModbusClient(line);
+        await new Promise<void>((resolve, reject) => client.open((err: unknown) => (err ? reject(err) : resolve())));
+        this.#line = line;
+      } else {
+        const tcp = bus.tcp!;
+        client = new ModbusClient();
+        await client.connectTCP(tcp.host, { port: tcp.port, timeout: tcp.connectTimeout });
+      }
+    } catch (err) {
+      throw new ModbusFault('io', messageOf(err));
+    }
+    client.setTimeout(bus.timeout);
+    // The client is an EventEmitter (its typings do not say so).
+    const events = client as unknown as NodeJS.EventEmitter;
+    events.on('error', () => {});
+    events.once('close', () => {
+      if (this.#client !== client) return;
+      this.#client = undefined;
+      this.#onClose();
+    });
+    this.#client = client;
+  }
+
+  async close(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    if (client === undefined) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000);
+      try {
+        client.close(() => { clearTimeout(timer); resolve(); });
+      } catch {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    // A TCP socket that never answered the FIN is dropped.
+    client.destroy(() => {});
+  }
+
+  /** Reads bits (functions 1, 2) or registers (3, 4). */
+  read(unit: number, fn: ReadFunction, address: number, quantity: number): Promise<number[] | boolean[]> {
+    return this.#request<{ data: number[] | boolean[] }>((client, done) => {
+      switch (fn) {
+        case 1: client.writeFC1(unit, address, quantity, done as never); break;
+        case 2: client.writeFC2(unit, address, quantity, done as never); break;
+        case 3: client.writeFC3(unit, address, quantity, done as never); break;
+        case 4: client.writeFC4(unit, address, quantity, done as never); break;
+      }
+    }).then((result) => result.data);
+  }
+
+  /** Writes coils (function 5 for one, 15 for several) or holding registers (6, 16). */
+  async write(unit: number, fn: 5 | 6 | 15 | 16, address: number, values: boolean[] | number[]): Promise<void> {
+    await this.#request<unknown>((client, done) => {
+      switch (fn) {
+        case 5: client.writeFC5(unit, address, values[0] as boolean, done as never); break;
+        case 6: client.writeFC6(unit, address, values[0] as number, done as never); break;
+        case 15: client.writeFC15(unit, address, values as boolean[], done as never); break;
+        case 16: client.writeFC16(unit, address, values as number[], done as never); break;
+      }
+    });
+  }
+
+  #request<T>(send: (client: ModbusRTU, done: Callback<T>) => void): Promise<T> {
+    const client = this.#client;
+    if (client === undefined || !client.isOpen) return Promise.reject(new ModbusFault('not_open', 'the connection is not open'));
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const done: Callback<T> = (err, data) => {
+        if (settled) return;
+        settled = true;
+        if (err) {
+          const timedOut = (err as { errno?: string }).errno === 'ETIMEDOUT';
+          reject(translateFault(err, timedOut ? this.#line?.abandon() ?? 0 : 0));
+        } else {
+          resolve(data);
+        }
+      };
+      try {
+        send(client, done);
+      } catch (err) {
+        done(err, undefined as T);
+      }
+    });
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Modbus TCP against the same pymodbus slave, serving TCP on a free loopback port: two unit ids
+ * behind one connection, an exception response, a unit that stops answering, and the server going
+ * away and coming back on the same port.
+ */
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from '../../peers/ports.js';
+import { busConfig, startModbus, tempDir, waitFor } from './helpers.js';
+import { startSlave } from './slave.js';
+
+let dir: string;
+
+before(async () => { dir = await tempDir(); });
+after(async () => { await rm(dir, { recursive: true, force: true }); });
+
+function tcpBus(port: number): ReturnType<typeof busConfig> {
+  return busConfig({
+    name: 'plc', tcp: { host: '127.0.0.1', port }, timeout: '300ms', retries: 1, offlineBackoff: { base: '300ms', cap: '1s' },
+    devices: [
+      { name: 'press', unitId: 1, interval: '50ms', points: [
+        { name: 'force', function: 'holding', address: 0, type: 'float32', unit: 'kN' },
+        { name: 'beyond', function: 'input', address: 199, count: 2 },
+      ] },
+      { name: 'oven', unitId: 2, interval: '50ms', points: [{ name: 'temp', function: 'input', address: 0, type: 'int16', scale: 0.1, unit: '°C' }] },
+    ],
+  });
+}
+
+describe('modbus TCP (pymodbus on a loopback port)', () => {
+  test('two unit ids behind one connection are polled; an exception is a bad reading; a silent unit goes offline alone', async () => {
+    const slave = await startSlave({ units: [1, 2] });
+    await slave.set(1, 'hr', 0, [0x4148, 0x0000]); // 12.5
+    await slave.set(2, 'ir', 0, [0xFF38]); // -200 * 0.1
+    const h = await startModbus(dir, [tcpBus(slave.port)]);
+    try {
+      await waitFor(() => h.of('factory/plc/press/force').length >= 2 && h.of('factory/plc/oven/temp').length >= 2
+        && h.of('factory/plc/press/beyond').length >= 1, 'readings of both units');
+      assert.ok(h.of('factory/plc/press/force').every((r) => r.body.value === 12.5 && r.body.unit === 'kN'));
+      assert.ok(h.of('factory/plc/oven/temp').every((r) => r.body.value === -20));
+      assert.equal(h.of('factory/plc/press/beyond')[0]!.body.error, 'exception 2 (illegal data address)');
+
+      await slave.mute(1);
+      await waitFor(() => h.of('factory/plc/press/force').some((r) => r.body.quality === 'bad'), 'press offline');
+      assert.equal(h.ingest.stats().buses.plc!.devices.press!.online, false);
+      const oven = h.of('factory/plc/oven/temp').length;
+      await waitFor(() => h.of('factory/plc/oven/temp').length >= oven + 10, 'the oven polled on over the same connection');
+      assert.equal(h.ingest.stats().buses.plc!.opens, 1, 'a silent unit does not cost the connection');
+      await slave.unmute(1);
+      await waitFor(() => h.ingest.stats().buses.plc!.devices.press!.online, 'press back');
+    } finally {
+      await h.stop();
+      await slave.kill();
+    }
+  });
+
+  test('a spool that does not keep up holds the polls back: no more requests than readings waiting', async () => {
+    const slave = await startSlave({ units: [1] });
+    let open: () => void = () => {};
+    let inAppend = 0;
+    const gate = new Promise<void>((resolve) => { open = resolve; });
+    const h = await startModbus(dir, [busConfig({
+      name: 'plc', tcp: { host: '127.0.0.1', port: slave.port },
+      devices: [{ name: 'press', unitId: 1, interval: '10ms', points: [{ name: 'force', function: 'holding', address: 0 }] }],
+    })], { highWater: 5, gate: (readings) => { inAppend += readings; return gate; } });
+    try {
+      await waitFor(() => h.ingest.stats().spool.holding, 'the polls held back');
+      const held = h.ingest.stats();
+      // The readings of the append that waits, five queued behind it; not a request more.
+      assert.equal(held.spool.pending, 5);
+      assert.ok(inAppend >= 1);
+      assert.equal((await slave.requests()).total, inAppend + 5);
+      assert.equal(held.buses.plc!.requests, inAppend + 5);
+      open();
+      await waitFor(() => h.readings().length >= 20, 'polling resumed once the spool took the readings');
+      assert.equal(h.ingest.stats().spool.holding, false);
+    } finally {
+      open();
+      await h.stop();
+      await slave.kill();
+    }
+  });
+
+  test('stop() while the polls wait for a spool that never takes them: it ends, and counts what it could not store', async () => {
+    const slave = await startSlave({ units: [1] });
+    const h = await startModbus(dir, [busConfig({
+      name: 'plc', tcp: { host: '127.0.0.1', port: slave.port },
+      devices: [{ name: 'press', unitId: 1, interval: '10ms', points: [{ name: 'force', function: 'holding', address: 0 }] }],
+    })], { highWater: 5, gate: (_readings, signal) => new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason))), stopGraceMs: 200 });
+    try {
+      await waitFor(() => h.ingest.stats().spool.holding, 'the polls held back');
+    } finally {
+      await h.ingest.stop();
+      await h.spool.stop();
+      await slave.kill();
+    }
+    assert.ok((h.ingest.stats().rejected.stopped ?? 0) >= 5, JSON.stringify(h.ingest.stats().rejected));
+    assert.ok(h.lines.some((l) => l.msg === 'modbus: readings polled but not stored: the spool had no room for them before the stop grace ran out'));
+  });
+
+  test('the server goes away: the bus reconnects with backoff, its devices are offline meanwhile, and come back with the server', async () => {
+    const port = await freePort();
+    let slave = await startSlave({ tcpPort: port, units: [1, 2] });
+    await slave.set(1, 'hr', 0, [0x4148, 0x0000]);
+    const h = await startModbus(dir, [tcpBus(port)]);
+    try {
+      await waitFor(() => h.of('factory/plc/press/force').length >= 1, 'a first reading');
+      await slave.kill();
+      await waitFor(() => h.of('factory/plc/oven/temp').some((r) => r.body.quality === 'bad')
+        && h.of('factory/plc/press/force').some((r) => r.body.quality === 'bad'), 'both devices offline');
+      assert.ok(h.lines.some((l) => l.msg === 'modbus bus unavailable; reopening with backoff' && l.bus === 'plc'));
+      assert.equal(h.ingest.stats().connections, 0);
+      slave = await startSlave({ tcpPort: port, units: [1, 2] });
+      await slave.set(1, 'hr', 0, [0x4148, 0x0000]);
+      await waitFor(() => h.of('factory/plc/press/force').at(-1)?.body.quality === 'good', 'press back', 15_000);
+      assert.equal(h.of('factory/plc/press/force').at(-1)!.body.value, 12.5);
+      assert.ok(h.ingest.stats().buses.plc!.opens >= 2);
+      assert.equal(h.ingest.stats().connections, 1);
+    } finally {
+      await h.stop();
+      await slave.kill();
+    }
+  });
+});
