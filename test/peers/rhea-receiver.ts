@@ -24,6 +24,8 @@ export interface ScriptedReceiverOptions {
   sessionWindow: number;
   /** Leave every delivery unsettled until `settle()` (default: accept at once). */
   holdOutcomes?: boolean;
+  /** Links to these target addresses are refused: answered, then detached with this error. */
+  refuse?: Record<string, { condition: string; description: string }>;
 }
 
 export interface ReceivedTransfer {
@@ -74,9 +76,9 @@ export async function startScriptedReceiver(options: ScriptedReceiverOptions): P
   const connections = new Set<Connection>();
   const waiters = new Set<() => void>();
   let links = 0;
-  let attachedNow = 0;
   let attachedMax = 0;
   const held: Array<{ accept(): void }> = [];
+  /** Receiving links attached (and not refused), until their detach. */
   const receivers = new Set<Receiver>();
   const targetOf = (receiver: Receiver): string => String((receiver as unknown as { target?: { address?: string } }).target?.address);
   let senders = 0;
@@ -117,10 +119,15 @@ export async function startScriptedReceiver(options: ScriptedReceiverOptions): P
   });
   container.on('receiver_open', (ctx: EventContext) => {
     links += 1;
-    attachedNow += 1;
-    attachedMax = Math.max(attachedMax, attachedNow);
     const receiver = ctx.receiver as Receiver;
+    const refusal = options.refuse?.[targetOf(receiver)];
+    if (refusal !== undefined) {
+      receiver.close(refusal);
+      wake();
+      return;
+    }
     receivers.add(receiver);
+    attachedMax = Math.max(attachedMax, receivers.size);
     const credit = options.creditFor?.[targetOf(receiver)] ?? options.linkCredit;
     if (credit > 0) receiver.add_credit(credit);
     wake();
@@ -143,14 +150,15 @@ export async function startScriptedReceiver(options: ScriptedReceiverOptions): P
     if (options.holdOutcomes === true && ctx.delivery !== undefined) held.push(ctx.delivery);
     wake();
   });
-  container.on('receiver_close', (ctx: EventContext) => {
+  const detached = (ctx: EventContext): void => {
     receivers.delete(ctx.receiver as Receiver);
-    attachedNow -= 1;
     wake();
-  });
+  };
+  container.on('receiver_close', detached);
+  container.on('receiver_error', detached);
   container.on('disconnected', (ctx: EventContext) => {
     connections.delete(ctx.connection);
-    attachedNow = 0;
+    for (const receiver of receivers) if (receiver.connection === ctx.connection) receivers.delete(receiver);
     wake();
   });
   container.on('error', () => {});
@@ -175,7 +183,7 @@ export async function startScriptedReceiver(options: ScriptedReceiverOptions): P
     transfers: () => [...transfers],
     links: () => links,
     senders: () => senders,
-    attached: () => ({ now: attachedNow, max: attachedMax }),
+    attached: () => ({ now: receivers.size, max: attachedMax }),
     settle() {
       for (const delivery of held.splice(0)) delivery.accept();
     },
