@@ -151,6 +151,12 @@ export const UpstreamSchema = z.strictObject({
   password: z.string().min(1).optional().describe('for sasl: plain'),
   allowInsecure: z.boolean().default(false)
     .describe('allow sasl: plain over amqp:// (the password crosses the network in clear text)'),
+  idleTimeout: duration.pipe(z.number().min(100, 'must be at least 100ms').max(3_600_000, 'must be at most 1h')).prefault('20s')
+    .describe('the broker must send something this often (heartbeats); a connection silent for twice this (+1 s) is taken for dead (half-open) and replaced'),
+  maxLinks: z.number({ error: 'must be a whole number from 1 to 10000' }).int('must be a whole number from 1 to 10000').min(1, 'must be a whole number from 1 to 10000').max(10_000, 'must be a whole number from 1 to 10000').default(64)
+    .describe('sender links (one per target address) open at once at most; more addresses wait for an idle link to close'),
+  linkIdleTimeout: duration.pipe(z.number().min(100, 'must be at least 100ms')).prefault('5m')
+    .describe('a sender link with nothing sent or unsettled for this long is closed (detach and end of its session)'),
 });
 
 export const ConfigSchema = z.strictObject({

@@ -11,6 +11,12 @@
  *   broker's condition and description), or `lost` when the link or connection went away before
  *   the broker settled it. Lost messages were maybe delivered: send them again (same message id).
  * - `send` on a link without credit throws (a bug in the caller, never a broker condition).
+ * - A listener (onState, onCredit, an outcome callback) that throws is logged with the link or
+ *   connection it concerns and otherwise ignored: it costs neither the connection nor the other
+ *   listeners. Listeners run inside the upstream's event handling: they must not block.
+ * - A connection silent for twice the idle timeout (a half-open connection: no FIN, no RST) is
+ *   given up like any other failure: everything unsettled is `lost`, then the next URL is tried.
+ *   `reload()` is no failure: it reconnects to the URL in use.
  */
 export interface UpstreamMessage {
   id: string;
@@ -37,17 +43,24 @@ export interface UpstreamLink {
   readonly address: string;
   /**
    * True once the upstream dropped this object: closed after it was idle (nothing sent, nothing
-   * unsettled) for a while, or to keep the number of open links under the cap. A closed link has
+   * unsettled) for a while, or to keep the number of open links under the cap. Only a link that
+   * has credit counts as idle: one waiting for the broker's credit stays. A closed link has
    * no credit and never calls its listeners again; `Upstream.link(address)` then returns a new
    * object for the address. So a caller asks `link()` again whenever it starts to send, and moves
    * its `onCredit` subscription to the new object.
    */
   readonly closed: boolean;
-  /** Transfers that may be handed to `send` now without exceeding the receiver's credit. */
+  /**
+   * Transfers that may be handed to `send` now without exceeding the receiver's link credit or
+   * its session window (which a broker may shut, e.g. RabbitMQ 4 during a memory or disk alarm).
+   */
   credit(): number;
   /** Sends one message; `onOutcome` is called exactly once. Presettled links report `accepted` at once. */
   send(message: UpstreamMessage, onOutcome: (outcome: Outcome) => void): void;
-  /** Called when credit may have grown (a flow from the receiver, a link (re)attached), or the receiver asks to drain. */
+  /**
+   * Called when credit may have grown (a flow from the receiver for the link or its session, a
+   * link (re)attached, an outcome), or the receiver asks to drain. Never after the link is closed.
+   */
   onCredit(listener: () => void): () => void;
   /**
    * The caller has nothing to send on this link now. A receiver that asked the link to drain

@@ -54,6 +54,8 @@ export interface ProtonReceiverOptions {
   withholdSeconds?: number;
   /** Hold each outcome this long before settling (settlements are then recorded as `settled` events). */
   settleDelayMs?: number;
+  /** Never settle the first N transfers the peer receives (over all connections): they stay in flight. */
+  holdFirst?: number;
   outcomes?: OutcomeRule[];
   /** Error condition of rejections; default `amqp:precondition-failed`. */
   rejectCondition?: string;
@@ -82,6 +84,8 @@ export interface Transfer {
   credit: number;
   /** True when the sender had no credit left for it: a flow-control violation by the sender. */
   over_credit: boolean;
+  /** One of the first `holdFirst` transfers: never settled. */
+  held: boolean;
   presettled: boolean;
   outcome: Outcome | null;
   condition: { name: string; description: string } | null;
@@ -153,6 +157,7 @@ function buildArgs(options: ProtonReceiverOptions, tls: boolean): string[] {
   if (credit.drainIntervalMs !== undefined) args.push('--drain-interval-ms', String(credit.drainIntervalMs));
   if (options.withholdSeconds !== undefined) args.push('--withhold', String(options.withholdSeconds));
   if (options.settleDelayMs !== undefined) args.push('--settle-delay-ms', String(options.settleDelayMs));
+  if (options.holdFirst !== undefined) args.push('--hold-first', String(options.holdFirst));
   for (const rule of options.outcomes ?? []) args.push('--outcome', ruleText(rule));
   if (options.rejectCondition !== undefined) args.push('--reject-condition', options.rejectCondition);
   if (options.onOverCredit !== undefined) args.push('--on-over-credit', options.onOverCredit);

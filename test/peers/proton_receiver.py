@@ -9,7 +9,7 @@ Usage:
   proton_receiver.py --port N [--host 127.0.0.1]
       [--cert PEM --key PEM --ca PEM | --no-tls]
       [--credit window N | --credit batch N | --credit drain N] [--drain-interval-ms MS]
-      [--total N] [--withhold SECONDS] [--settle-delay-ms MS]
+      [--total N] [--withhold SECONDS] [--settle-delay-ms MS] [--hold-first N]
       [--outcome RULE]... [--reject-condition NAME] [--on-over-credit record|detach]
       [--exit-on-stdin-eof]
 
@@ -31,6 +31,9 @@ Outcome policy: accept unless a rule says otherwise. The message's application p
 'release' is the `released` outcome, 'modify' is `modified` with delivery-failed=true, undeliverable-here=false.
 Rejections carry the error condition --reject-condition (default amqp:precondition-failed) and a description
 that names the rule and the transfer.
+
+--hold-first N: the first N transfers this peer receives (counted over all its connections) are never settled:
+they stay unsettled, in flight for the sender, until their connection goes. Their transfer lines say held=true.
 
 Output lines (all JSON objects with an "event" key): listening {port}, connection {conn, user, remote},
 link {conn, link, address}, flow {link, credit, limit, received, drain}, withholding {link, seconds},
@@ -158,6 +161,7 @@ class Receiver(MessagingHandler):
         self.rules = args.outcome or []
         self.acceptor = None
         self.next_conn = 0
+        self.held = 0
 
     # --- connections -------------------------------------------------------------------------------------
 
@@ -386,7 +390,10 @@ class Receiver(MessagingHandler):
         over = credit <= 0
         presettled = dlv.settled  # Proton's `settled` is the remote (sender's) settlement
         n = i + 1
-        outcome, why = (None, None) if presettled else self.choose_outcome(message, n)
+        held = not presettled and self.held < self.args.hold_first
+        if held:
+            self.held += 1
+        outcome, why = (None, None) if presettled or held else self.choose_outcome(message, n)
         condition = None
         if outcome == 'reject':
             condition = {'name': self.args.reject_condition,
@@ -399,7 +406,7 @@ class Receiver(MessagingHandler):
         emit({'event': 'transfer', 'conn': state.conn_id, 'link': state.name, 'address': state.address,
               'index': n, 'tag': text_of(dlv.tag), 'message_id': text_of(message.id),
               'body_size': body_size(message.body), 'size': size, 'credit': credit, 'over_credit': over,
-              'presettled': bool(presettled), 'outcome': outcome, 'condition': condition})
+              'presettled': bool(presettled), 'outcome': outcome, 'condition': condition, 'held': held})
         if over and self.args.on_over_credit == 'detach' and not state.closed:
             state.closed = True
             description = 'transfer %d on link %s arrived with no link credit left' % (n, state.name)
@@ -411,6 +418,10 @@ class Receiver(MessagingHandler):
         if presettled:
             dlv.settle()
             self.after_settle(state)
+            return
+        if held:
+            # Counted as unsettled, so the window policy does not grant its place again.
+            state.unsettled += 1
             return
         if self.args.settle_delay_ms > 0:
             state.unsettled += 1
@@ -483,6 +494,7 @@ def parse_args(argv):
     p.add_argument('--total', type=int, default=None)
     p.add_argument('--withhold', type=float, default=0.0, metavar='SECONDS')
     p.add_argument('--settle-delay-ms', type=float, default=0.0)
+    p.add_argument('--hold-first', type=int, default=0, metavar='N')
     p.add_argument('--outcome', action='append', type=parse_rule, metavar='RULE')
     p.add_argument('--reject-condition', default='amqp:precondition-failed')
     p.add_argument('--on-over-credit', choices=('record', 'detach'), default='record')

@@ -25,7 +25,8 @@ export interface Pipeline {
 
 export interface PipelineOptions {
   url: string;
-  pki: TestPki;
+  /** Needed for amqps:// (SASL EXTERNAL with pki.client); without it the upstream is plain amqp:// with SASL ANONYMOUS. */
+  pki?: TestPki;
   client?: CertPair;
   ca?: string;
   mode?: 'at-least-once' | 'at-most-once';
@@ -39,10 +40,13 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
   const { log, lines } = memoryLogger();
   const dataDir = options.dataDir ?? join(mkdtempSync(join(tmpdir(), 'uplink-pipe-')), 'data');
   const spool = new SqliteSpool(spoolOptions(dataDir, { log: log.child({ component: 'spool' }), ...(options.maxAttempts ? { maxAttempts: options.maxAttempts } : {}) }));
-  const client = options.client ?? options.pki.client;
+  const pki = options.pki;
+  const client = options.client ?? pki?.client;
   const upstream = new AmqpUpstream({
-    urls: [options.url], sasl: 'external', gatewayId: 'test-gw', log: log.child({ component: 'upstream' }),
-    tls: { ca: options.ca ?? options.pki.ca.cert, cert: client.cert, key: client.key, servername: 'localhost' },
+    urls: [options.url], gatewayId: 'test-gw', log: log.child({ component: 'upstream' }),
+    ...(pki === undefined || client === undefined ? { sasl: 'anonymous' } : {
+      sasl: 'external', tls: { ca: options.ca ?? pki.ca.cert, cert: client.cert, key: client.key, servername: 'localhost' },
+    }),
     backoff: { baseMs: 100, capMs: 1000 }, linkRetryMs: 500,
     ...options.upstream,
   });

@@ -145,6 +145,33 @@ describe('AMQP uplink against a Proton receiver', () => {
     await receiver.waitForTransfers(3, 10_000);
   });
 
+  test('reload with changed certificates reconnects to the URL in use, not to the next one', async () => {
+    const first = await peer({ credit: { mode: 'window', n: 10 } });
+    const second = await peer({ credit: { mode: 'window', n: 10 } });
+    const dir = await mkdtemp(join(tmpdir(), 'uplink-reload-'));
+    const cert = join(dir, 'gw.pem');
+    const key = join(dir, 'gw.key');
+    await copyFile(pki.client.cert, cert);
+    await copyFile(pki.client.key, key);
+    const [firstUrl, secondUrl] = [first.url, second.url].map((u) => u.replace('127.0.0.1', 'localhost')) as [string, string];
+    const pipe = await startPipeline({ url: firstUrl, pki, client: { cert, key }, upstream: { urls: [firstUrl, secondUrl] } });
+    pipes.push(pipe);
+    await until(() => pipe.upstream.state().connected, 'the connection to the first URL');
+    assert.equal(pipe.upstream.state().url, firstUrl);
+    // Another certificate of the same CA: changed material, and a client the peers accept.
+    await copyFile(pki.unknownClient.cert, cert);
+    await copyFile(pki.unknownClient.key, key);
+    assert.equal(await pipe.upstream.reload(), 'changed');
+    const again = await first.waitForEvent((e) => e.event === 'connection' && e.conn === 2, 15_000);
+    assert.equal(again.user, `CN=${pki.unknownCn}`, 'the new connection does not use the new certificate');
+    await until(() => pipe.upstream.state().connected, 'the connection with the new certificate');
+    assert.equal(pipe.upstream.state().url, firstUrl);
+    await pipe.spool.append(readings(3, '/queue/reloaded', 'r'));
+    await first.waitForTransfers(3, 10_000);
+    assert.equal(second.events().filter((e) => e.event === 'connection').length, 0, 'the reload failed over to the second URL');
+    assert.ok(pipe.lines.some((l) => /same URL/.test(String(l.msg))));
+  });
+
   test('the server name is checked: a certificate for another name is refused, retried at the cap, never used', async () => {
     const receiver = await peer({ credit: { mode: 'window', n: 10 } });
     const pipe = await startPipeline({ url: receiver.url.replace('127.0.0.1', 'localhost'), pki,

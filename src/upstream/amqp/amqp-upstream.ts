@@ -4,6 +4,14 @@
  * after a SASL failure (FACTS.md). Here every connection attempt is a fresh rhea connection with
  * freshly read certificates; URLs are tried in turn; the wait between attempts is exponential
  * with full jitter, and the cap after auth or TLS failures.
+ *
+ * A half-open connection (the broker or the path to it died without FIN or RST, common on
+ * cellular and industrial links) is found by rhea's idle timeout: we ask the broker to send
+ * something at least every `idleTimeoutMs` (heartbeats at half that), and rhea gives the
+ * connection up after hearing nothing for twice that, plus one second to close. The readings in
+ * flight are then reported lost and sent again, with the same message ids, over the next URL.
+ *
+ * A reload with new certificates reconnects to the URL in use; only a failure moves on to the next.
  */
 import rhea, { type Connection, type ConnectionOptions, type Container, type EventContext } from 'rhea';
 import { Backoff } from '../../core/backoff.js';
@@ -13,6 +21,8 @@ import type { DownlinkSource, UpstreamReceiver, UpstreamReceiverOptions } from '
 import type { Upstream, UpstreamLink, UpstreamReload, UpstreamState } from '../interface.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
 import { abandon } from './abandon.js';
+import { guarded } from './guard.js';
+import { SenderLinks } from './links.js';
 import { AmqpReceiverLink } from './receiver-link.js';
 import { AmqpSenderLink, type DeliveryMode } from './sender-link.js';
 import { readTlsFiles, sameMaterial, type TlsMaterial, type TlsPaths } from './tls-files.js';
@@ -37,13 +47,23 @@ export interface AmqpUpstreamOptions {
   connectTimeoutMs?: number;
   /** Wait before attaching a link again after the broker closed it. */
   linkRetryMs?: number;
+  /** rhea's idle_time_out: the broker must send something this often; silent for twice this, the connection is dead. */
+  idleTimeoutMs?: number;
+  /** Sender links open at once at most (see links.ts). */
+  maxLinks?: number;
+  /** A sender link idle this long is closed. */
+  linkIdleTimeoutMs?: number;
 }
+
+/** The defaults, also those of the config schema (upstream.idleTimeout, maxLinks, linkIdleTimeout). */
+export const UPSTREAM_DEFAULTS = { idleTimeoutMs: 20_000, maxLinks: 64, linkIdleTimeoutMs: 300_000 } as const;
+
 
 export class AmqpUpstream implements Upstream, DownlinkSource {
   readonly #options: AmqpUpstreamOptions;
   readonly #log: Logger;
   readonly #backoff: Backoff;
-  readonly #links = new Map<string, AmqpSenderLink>();
+  readonly #links: SenderLinks;
   readonly #receivers = new Set<AmqpReceiverLink>();
   readonly #listeners = new Set<(state: UpstreamState) => void>();
   #container: Container | undefined;
@@ -59,12 +79,28 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
   #connectTimer: NodeJS.Timeout | undefined;
   #tls: TlsMaterial = {};
   readonly #linkTimers = new Set<NodeJS.Timeout>();
+  /** The next reconnect is a reload's: same URL, at once. */
+  #reloading = false;
+  /** Tears the current connection down and reconnects (set per connection by #connect). */
+  #lost: ((error: unknown) => void) | undefined;
 
   constructor(options: AmqpUpstreamOptions) {
     if (options.urls.length === 0) throw new GatewayError('CONFIG_INVALID', 'upstream: no URL');
     this.#options = options;
     this.#log = options.log;
     this.#backoff = new Backoff(options.backoff ?? { baseMs: 500, capMs: 30_000 });
+    this.#links = new SenderLinks({
+      maxLinks: options.maxLinks ?? UPSTREAM_DEFAULTS.maxLinks,
+      idleTimeoutMs: options.linkIdleTimeoutMs ?? UPSTREAM_DEFAULTS.linkIdleTimeoutMs,
+      log: this.#log,
+      create: (address, mode, onChange) => {
+        const link: AmqpSenderLink = new AmqpSenderLink({
+          address, mode, gatewayId: options.gatewayId, log: this.#log, onChange,
+          onError: (error) => this.#attachLater(link, error, () => this.#links.placed(link)),
+        });
+        return link;
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -72,6 +108,7 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     this.#container = rhea.create_container({ id: this.#options.containerId ?? this.#options.gatewayId });
     // rhea throws unhandled 'error' events; every error is handled on the connection instead.
     this.#container.on('error', (err: unknown) => this.#recordError(translateAmqpError(err, 'upstream')));
+    this.#links.start();
     this.#connect();
   }
 
@@ -85,12 +122,14 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     this.#linkTimers.clear();
     const connection = this.#connection;
     this.#connection = undefined;
-    for (const link of this.#links.values()) link.detach();
+    this.#links.stop();
     for (const receiver of this.#receivers) receiver.detach();
     if (connection !== undefined && connection.is_open()) {
       // Wait for the broker to close its end too; rhea clears its timers only then.
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 2000);
+        // The broker's answer to our close ('disconnected' does not come for a close of ours).
+        connection.once('connection_close', () => { clearTimeout(timer); resolve(); });
         connection.once('disconnected', () => { clearTimeout(timer); resolve(); });
         connection.close();
       });
@@ -99,16 +138,14 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     this.#setConnected(false);
   }
 
+  /** See Upstream.link; the cap and the idle links are SenderLinks' (links.ts). */
   link(address: string, mode: DeliveryMode): UpstreamLink {
-    const known = this.#links.get(address);
-    if (known !== undefined) return known;
-    const link: AmqpSenderLink = new AmqpSenderLink({
-      address, mode, gatewayId: this.#options.gatewayId, log: this.#log,
-      onError: (error) => this.#attachLater(link, error),
-    });
-    this.#links.set(address, link);
-    if (this.#connected && this.#connection !== undefined) link.attach(this.#connection);
-    return link;
+    return this.#links.get(address, mode);
+  }
+
+  /** Sender links holding a place (open or to be attached), being closed, and waiting for a place. */
+  links(): { open: number; closing: number; waiting: number } {
+    return this.#links.counts();
   }
 
   /** A receiver for `options.address` (downlink), attached now if connected and after every reconnect. */
@@ -139,9 +176,7 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
 
   /** Credit summed over the links: what the broker lets us send right now. */
   credit(): number {
-    let total = 0;
-    for (const link of this.#links.values()) total += link.credit();
-    return total;
+    return this.#links.credit();
   }
 
   /** See Upstream.reload: `changed`, `unchanged` or `unreadable`, as the files on disk are now. */
@@ -159,11 +194,21 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     }
     this.#log.info('upstream: certificates changed; reconnecting with them');
     this.#backoff.reset();
-    if (this.#connection !== undefined) {
-      const connection = this.#connection;
+    const connection = this.#connection;
+    const lost = this.#lost;
+    if (connection !== undefined && lost !== undefined) {
+      // Not a failure of this URL: the reconnect stays on it (see `lost` in #connect).
+      this.#reloading = true;
+      // rhea raises no 'disconnected' for a connection closed on our side: once the broker
+      // answered the close, or after 2 s without an answer, the socket goes and the reconnect starts.
+      const gone = (): void => {
+        clearTimeout(timer);
+        abandon(connection);
+        lost(undefined);
+      };
+      const timer = setTimeout(gone, 2000);
+      connection.once('connection_close', gone);
       connection.close();
-      // If the broker does not answer the close, the socket goes anyway.
-      setTimeout(() => abandon(connection), 2000).unref();
     } else {
       clearTimeout(this.#retryTimer);
       this.#retryTimer = undefined;
@@ -195,6 +240,15 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     }
     this.#connection = connection;
     let failure: UpstreamError | undefined;
+    // rhea internal: Connection.idle runs when nothing came for 2 x idle_time_out; it closes the
+    // connection and drops the socket a second later, and then says no more than any close would.
+    let silent = false;
+    const internals = connection as unknown as { idle: () => void };
+    const idle = internals.idle.bind(connection);
+    internals.idle = () => {
+      silent = true;
+      idle();
+    };
     this.#connectTimer = setTimeout(() => {
       failure = translateAmqpError({ code: 'ETIMEDOUT', message: `not open after ${this.#options.connectTimeoutMs ?? 15_000} ms` }, 'connecting');
       abandon(connection);
@@ -208,7 +262,7 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
       this.#backoff.reset();
       log.info({ sasl: this.#options.sasl }, 'upstream connected');
       this.#setConnected(true);
-      for (const link of this.#links.values()) link.attach(connection);
+      this.#links.connected(connection);
       for (const receiver of this.#receivers) receiver.attach(connection);
     });
     connection.on('connection_error', (ctx: EventContext) => {
@@ -221,23 +275,40 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     connection.on('error', (err: unknown) => {
       failure ??= translateAmqpError(err, `upstream ${redact(url.href)}`);
     });
-    connection.on('disconnected', (ctx: EventContext) => {
+    // The connection is gone (the socket, or our own close answered): rhea raises 'disconnected'
+    // only for a connection it did not close itself, so a reload calls this too.
+    const lost = (ctxError: unknown): void => {
       clearTimeout(this.#connectTimer);
       if (this.#connection !== connection) return;
       this.#connection = undefined;
+      this.#lost = undefined;
       const wasConnected = this.#connected;
-      for (const link of this.#links.values()) link.detach();
+      const idleTimeoutMs = this.#idleTimeoutMs();
+      if (silent) {
+        failure = translateAmqpError({ code: 'ETIMEDOUT', message: `nothing heard for ${2 * idleTimeoutMs} ms (upstream.idleTimeout ${idleTimeoutMs} ms): a half-open connection` },
+          `upstream ${redact(url.href)}`);
+        log.warn({ code: failure.code, idleTimeoutMs }, 'upstream: nothing heard from the broker for twice upstream.idleTimeout; the connection is dead, reconnecting');
+      }
+      this.#links.disconnected();
       for (const receiver of this.#receivers) receiver.detach();
       this.#setConnected(false);
       connection.removeAllListeners();
       connection.on('error', () => {});
       if (this.#stopping) return;
-      const error = failure ?? translateAmqpError(ctx.error ?? { code: 'ECONNRESET', message: 'connection lost' }, `upstream ${redact(url.href)}`);
-      if (wasConnected && failure === undefined && ctx.error === undefined) {
+      if (this.#reloading) {
+        this.#reloading = false;
+        log.info('upstream: reconnecting to the same URL with the new certificates');
+        this.#connect();
+        return;
+      }
+      const error = failure ?? translateAmqpError(ctxError ?? { code: 'ECONNRESET', message: 'connection lost' }, `upstream ${redact(url.href)}`);
+      if (wasConnected && failure === undefined && ctxError === undefined) {
         log.warn('upstream: connection closed; reconnecting');
       }
       this.#failed(error, log);
-    });
+    };
+    this.#lost = lost;
+    connection.on('disconnected', (ctx: EventContext) => lost(ctx.error));
   }
 
   #connectionOptions(url: URL): ConnectionOptions {
@@ -246,7 +317,7 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const port = url.port === '' ? (secure ? 5671 : 5672) : Number(url.port);
     const base: Record<string, unknown> = {
-      host, port, hostname: host, container_id: o.containerId ?? o.gatewayId, reconnect: false, idle_time_out: 60_000,
+      host, port, hostname: host, container_id: o.containerId ?? o.gatewayId, reconnect: false, idle_time_out: this.#idleTimeoutMs(),
     };
     if (secure) {
       this.#tls = readTlsFiles(o.tls);
@@ -263,6 +334,10 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     // ANONYMOUS: rhea offers it when given a user name without a password.
     else base.username = 'anonymous';
     return base as unknown as ConnectionOptions;
+  }
+
+  #idleTimeoutMs(): number {
+    return this.#options.idleTimeoutMs ?? UPSTREAM_DEFAULTS.idleTimeoutMs;
   }
 
   #failed(error: UpstreamError, log: Logger): void {
@@ -304,7 +379,7 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
 
   #emit(): void {
     const state = this.state();
-    for (const listener of this.#listeners) listener(state);
+    for (const listener of [...this.#listeners]) guarded(this.#log, { url: state.url, connected: state.connected }, () => listener(state));
   }
 }
 

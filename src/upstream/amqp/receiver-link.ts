@@ -25,6 +25,7 @@ import type { Connection, Delivery, EventContext, Message, Receiver, Session } f
 import type { Logger } from '../../core/logger.js';
 import type { DownlinkDelivery, DownlinkMessage, DownlinkOutcome, ReceiverError, UpstreamReceiver, UpstreamReceiverOptions } from '../downlink.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
+import { guarded } from './guard.js';
 
 let linkCounter = 0;
 
@@ -71,7 +72,9 @@ export class AmqpReceiverLink implements UpstreamReceiver {
     this.address = options.address;
     this.#credit = options.credit;
     this.#onDelivery = options.onDelivery;
-    this.#onChange = options.onChange ?? (() => {});
+    const onChange = options.onChange;
+    // Called from rhea's handlers (attach, detach): a throw must not cost the connection.
+    this.#onChange = onChange === undefined ? () => {} : () => guarded(options.log, { address: options.address }, onChange);
     this.#log = options.log;
     this.#onError = options.onError;
     this.#onClose = options.onClose;

@@ -13,10 +13,15 @@ export interface UpstreamSettings {
   tls?: (TlsPaths & { servername?: string | undefined }) | undefined;
   username?: string | undefined;
   password?: string | undefined;
+  /** ms; AmqpUpstream's defaults (UPSTREAM_DEFAULTS) when unset, as for Node-RED. */
+  idleTimeout?: number | undefined;
+  maxLinks?: number | undefined;
+  /** ms. */
+  linkIdleTimeout?: number | undefined;
 }
 
 export function upstreamOptions(settings: UpstreamSettings, base: { gatewayId: string; log: Logger } & Partial<AmqpUpstreamOptions>): AmqpUpstreamOptions {
-  const { url, sasl, tls, username, password } = settings;
+  const { url, sasl, tls, username, password, idleTimeout, maxLinks, linkIdleTimeout } = settings;
   return {
     ...base,
     urls: Array.isArray(url) ? url : [url],
@@ -24,6 +29,9 @@ export function upstreamOptions(settings: UpstreamSettings, base: { gatewayId: s
     ...(tls === undefined ? {} : { tls: definedOnly(tls) }),
     ...(username === undefined ? {} : { username }),
     ...(password === undefined ? {} : { password }),
+    ...(idleTimeout === undefined ? {} : { idleTimeoutMs: idleTimeout }),
+    ...(maxLinks === undefined ? {} : { maxLinks }),
+    ...(linkIdleTimeout === undefined ? {} : { linkIdleTimeoutMs: linkIdleTimeout }),
   };
 }
 
