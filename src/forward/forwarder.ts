@@ -34,11 +34,6 @@ export interface ForwarderOptions {
   route: (address: string, topic?: string) => RouteInfo | undefined;
   log: Logger;
   now?: () => number;
-  /**
-   * How often (ms) addresses whose readings wait for credit check whether the upstream closed
-   * their link meanwhile (nothing else would wake them: links.ts). Default 5000.
-   */
-  closedLinkCheckMs?: number;
 }
 
 export interface ForwardStats {
@@ -61,7 +56,6 @@ export class Forwarder {
   /** Bumped by every disconnect: outcomes of transfers sent before it are late (see the head). */
   #epoch = 0;
   #acks: number[] = [];
-  #timer: NodeJS.Timeout | undefined;
   /** What stop() waits for: the last pump under way to end. */
   #idle: { done: Promise<void>; resolve: () => void } | undefined;
   readonly #forwarded = new BoundedCounts();
@@ -71,7 +65,7 @@ export class Forwarder {
     this.#options = options;
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
-    this.#links = new Links((address) => this.#pump(address), () => options.spool.addresses());
+    this.#links = new Links((address) => this.#pump(address));
   }
 
   async start(): Promise<void> {
@@ -84,15 +78,12 @@ export class Forwarder {
       if (state.connected) this.#pumpAll();
       else this.#disconnected();
     }));
-    this.#timer = setInterval(() => this.#links.sweep(), this.#options.closedLinkCheckMs ?? 5000);
-    this.#timer.unref();
     this.#pumpAll();
   }
 
   /** Sends nothing more; resolves once the pumps under way have ended (what they leased and did not send is back in the spool). */
   async stop(): Promise<void> {
     this.#running = false;
-    clearInterval(this.#timer);
     for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
     this.#links.clear();
     this.#again.clear();

@@ -3,13 +3,12 @@
  * object the upstream hands out now (upstream/interface.ts, UpstreamLink.closed).
  *
  * The upstream may drop a link (idle, or to stay under its cap of open links); the dropped object
- * never calls its listeners again, and `link(address)` returns a new one. So:
+ * calls its listeners once more and then never again, and `link(address)` returns a new one. So:
  * - the subscription moves to the new object when a pump finds one (`follow`);
- * - entries of closed links are swept out, so the map is bounded by the links the upstream keeps
- *   open (plus those closed since the last sweep), not by the devices ever seen (`{N}` templates);
- * - an address whose readings wait for credit is `starved`: when its link is closed under it, no
- *   event will ever come for it again, so the sweep wakes it if the spool still has readings for
- *   it (and the pump then asks for a new link). A closed link with nothing waiting is forgotten.
+ * - when a link is closed, an address whose last pump stopped for want of credit (`starved`:
+ *   readings may be left) is pumped again, which asks for a new link; any other address is
+ *   forgotten, and the spool's next onAvailable for it starts over. So the map holds the
+ *   addresses with a link open or readings waiting, not every device ever seen (`{N}` templates).
  */
 import type { UpstreamLink } from '../upstream/interface.js';
 
@@ -20,19 +19,13 @@ interface Entry {
   starved: boolean;
 }
 
-/** The map is swept when it has grown to this size at least (and to twice its size after the last sweep). */
-const MIN_SWEEP = 64;
-
 export class Links {
   readonly #entries = new Map<string, Entry>();
   readonly #wake: (address: string) => void;
-  readonly #waiting: () => Iterable<string>;
-  #sweepAt = MIN_SWEEP;
 
-  /** `wake` pumps an address; `waiting` lists the addresses with readings waiting in the spool. */
-  constructor(wake: (address: string) => void, waiting: () => Iterable<string>) {
+  /** `wake` pumps an address. */
+  constructor(wake: (address: string) => void) {
     this.#wake = wake;
-    this.#waiting = waiting;
   }
 
   get size(): number {
@@ -44,12 +37,11 @@ export class Links {
     const known = this.#entries.get(address);
     if (known?.link === link) return;
     known?.off();
-    const entry: Entry = { link, off: link.onCredit(() => this.#wake(address)), starved: known?.starved ?? false };
+    const entry: Entry = {
+      link, starved: known?.starved ?? false,
+      off: link.onCredit(() => (link.closed ? this.#closed(address, link) : this.#wake(address))),
+    };
     this.#entries.set(address, entry);
-    if (known === undefined && this.#entries.size >= this.#sweepAt) {
-      this.sweep();
-      this.#sweepAt = Math.max(MIN_SWEEP, 2 * this.#entries.size);
-    }
   }
 
   starved(address: string, starved: boolean): void {
@@ -57,26 +49,20 @@ export class Links {
     if (entry !== undefined) entry.starved = starved;
   }
 
-  /** Forgets the entries of closed links; wakes the starved ones that still have readings waiting. */
-  sweep(): void {
-    let waiting: Set<string> | undefined;
-    for (const [address, entry] of this.#entries) {
-      if (!entry.link.closed) continue;
-      if (entry.starved) {
-        waiting ??= new Set(this.#waiting());
-        if (waiting.has(address)) {
-          this.#wake(address);
-          continue;
-        }
-      }
-      entry.off();
-      this.#entries.delete(address);
-    }
-  }
-
   clear(): void {
     for (const entry of this.#entries.values()) entry.off();
     this.#entries.clear();
-    this.#sweepAt = MIN_SWEEP;
+  }
+
+  /** The upstream closed `link`: see the head. */
+  #closed(address: string, link: UpstreamLink): void {
+    const entry = this.#entries.get(address);
+    if (entry?.link !== link) return;
+    if (entry.starved) {
+      this.#wake(address);
+      return;
+    }
+    entry.off();
+    this.#entries.delete(address);
   }
 }

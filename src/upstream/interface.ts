@@ -45,7 +45,8 @@ export interface UpstreamLink {
    * True once the upstream dropped this object: closed after it was idle (nothing sent, nothing
    * unsettled) for a while, or to keep the number of open links under the cap. Only a link that
    * has credit counts as idle: one waiting for the broker's credit stays. A closed link has
-   * no credit and never calls its listeners again; `Upstream.link(address)` then returns a new
+   * no credit and calls its onCredit listeners once more, right after the close (so a caller
+   * with readings still waiting learns of it), and never again; `Upstream.link(address)` then returns a new
    * object for the address. So a caller asks `link()` again whenever it starts to send, and moves
    * its `onCredit` subscription to the new object.
    */
@@ -59,7 +60,8 @@ export interface UpstreamLink {
   send(message: UpstreamMessage, onOutcome: (outcome: Outcome) => void): void;
   /**
    * Called when credit may have grown (a flow from the receiver for the link or its session, a
-   * link (re)attached, an outcome), or the receiver asks to drain. Never after the link is closed.
+   * link (re)attached, an outcome), or the receiver asks to drain; and once when the link is
+   * closed (see `closed`), in a later microtask, never inside the upstream's own bookkeeping.
    */
   onCredit(listener: () => void): () => void;
   /**

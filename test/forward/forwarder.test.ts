@@ -348,7 +348,7 @@ describe('forwarder: links the upstream closes', () => {
   });
 
   test('a link closed while its readings wait for credit: the forwarder asks for a new link by itself', async () => {
-    const h = await harness({ closedLinkCheckMs: 20 });
+    const h = await harness();
     await h.append('a', 3);
     h.upstream.connect();
     await h.quiet();

@@ -18,8 +18,6 @@ export interface HarnessOptions {
   maxAttempts?: number;
   /** Addresses sent presettled (at-most-once). */
   atMostOnce?: (address: string) => boolean;
-  /** Forwarder option: how often addresses waiting for credit look for a closed link. */
-  closedLinkCheckMs?: number;
 }
 
 export class Harness {
@@ -48,7 +46,6 @@ export class Harness {
     this.forwarder = new Forwarder({
       spool: this.spool, upstream: this.upstream, log: log.child({ component: 'forward' }),
       route: (address) => ({ delivery: atMostOnce(address) ? 'at-most-once' : 'at-least-once' }),
-      ...(options.closedLinkCheckMs === undefined ? {} : { closedLinkCheckMs: options.closedLinkCheckMs }),
     });
   }
 

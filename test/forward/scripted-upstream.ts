@@ -8,8 +8,8 @@
  * - a link starts with credit 0 (waiting to attach, or for a place under the cap) and calls its
  *   onCredit listeners when the test grants credit; credit goes down by one per send, and to 0
  *   on a disconnect (the links stay the same objects across reconnects, as AmqpUpstream's do);
- * - a closed link has credit 0 for ever and never calls its listeners again; `link(address)` then
- *   returns a new object;
+ * - a closed link has credit 0 for ever and calls its listeners once more, a microtask after the
+ *   close, and never again; `link(address)` then returns a new object;
  * - every transfer gets exactly one outcome. On a disconnect or a link close, the test says
  *   whether the unsettled ones are reported `lost` at once, or held back: an orphaned transfer,
  *   whose outcome the test may deliver later (late, from a connection that is gone).
@@ -116,10 +116,14 @@ export class ScriptedLink implements UpstreamLink {
     this.#draining = false;
   }
 
+  /** Closed by the upstream: as the contract says, the listeners hear of it once, a microtask later. */
   close(): void {
     this.#closed = true;
     this.#credit = 0;
     this.#attached = false;
+    // The set is kept: `subscriptions()` shows whether the caller let go of a closed link.
+    const listeners = [...this.listeners];
+    queueMicrotask(() => { for (const listener of listeners) if (this.listeners.has(listener)) listener(); });
   }
 
   notify(): void {

@@ -187,7 +187,13 @@ export class AmqpSenderLink implements UpstreamLink {
   close(ended: () => void): void {
     if (!this.quiet) throw new Error(`uplink bug: closing the link to ${this.address} with deliveries outstanding`);
     this.#closed = true;
+    // The callers hear of the close once (interface.ts): one with readings waiting asks for a new
+    // link. Later, so that they never run inside the link pool's own bookkeeping (links.ts).
+    const listeners = [...this.#listeners];
     this.#listeners.clear();
+    queueMicrotask(() => {
+      for (const listener of listeners) guarded(this.#log, { address: this.address }, listener);
+    });
     const session = this.#session;
     const open = session?.is_open() === true;
     this.#release();
