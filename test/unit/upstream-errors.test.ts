@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import rhea from 'rhea';
 import { Backoff } from '../../src/core/backoff.js';
 import { translateAmqpError } from '../../src/upstream/amqp/errors.js';
 import { toAmqpMessage } from '../../src/upstream/amqp/message.js';
@@ -54,6 +55,12 @@ describe('upstream error translation', () => {
       assert.match(err.message, /^connecting: /);
     });
   }
+
+  test('a certificate not yet valid (or expired) points at this machine\'s clock', () => {
+    const err = translateAmqpError(Object.assign(new Error('certificate is not yet valid'), { code: 'CERT_NOT_YET_VALID' }), 'connecting');
+    assert.equal(err.code, 'UPSTREAM_TLS');
+    assert.match(err.message, /is this machine's clock right\? \d{4}-/);
+  });
 });
 
 describe('message mapping', () => {
@@ -70,5 +77,12 @@ describe('message mapping', () => {
     const body = message.body as { typecode: number; content: Buffer };
     assert.equal(body.typecode, 0x75);
     assert.deepEqual(body.content, Buffer.from([0, 1, 2]));
+  });
+
+  test('a ttl beyond what header.ttl holds (uint, about 49.7 days) is sent as the largest it holds, and encodes', () => {
+    const message = toAmqpMessage({ id: 'm-2', topic: 't', payload: Buffer.from('x'), receivedAt: 1_700_000_000_000,
+      priority: 4, ttlMs: 60 * 86_400_000 }, 'gw-1');
+    assert.equal(message.ttl, 0xffff_ffff);
+    assert.doesNotThrow(() => rhea.message.encode(message as never));
   });
 });

@@ -29,6 +29,7 @@ const CONDITIONS: Record<string, Mapping> = {
 const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND',
   'EAI_AGAIN', 'EPIPE', 'ECONNABORTED']);
 const TLS_PATTERN = /CERT|TLS|SSL|SIGNATURE|ALTNAME|EPROTO|ISSUER|VERIFY/i;
+const CLOCK_CODES = new Set(['CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED']);
 const TLS_ALERT = /alert|certificate|handshake|wrong version number/i;
 
 /** An upstream error, with the AMQP condition when there is one. */
@@ -60,7 +61,10 @@ export function translateAmqpError(err: unknown, doing: string): UpstreamError {
     return new UpstreamError('UPSTREAM_CONNECTION', `${doing}: ${code} ${message}`, { retryable: true, cause: err });
   }
   if (TLS_PATTERN.test(code) || TLS_ALERT.test(message)) {
-    return new UpstreamError('UPSTREAM_TLS', `${doing}: TLS failed: ${code === '' ? '' : `${code} `}${message}`, { retryable: true, cause: err });
+    // Certificates are checked against this machine's clock: a Pi without a real-time clock that
+    // booted in 1970 sees every certificate as not yet valid until NTP sets the time.
+    const clock = CLOCK_CODES.has(code) ? ` (is this machine's clock right? ${new Date().toISOString()})` : '';
+    return new UpstreamError('UPSTREAM_TLS', `${doing}: TLS failed: ${code === '' ? '' : `${code} `}${message}${clock}`, { retryable: true, cause: err });
   }
   return new UpstreamError('UPSTREAM_CONNECTION', `${doing}: ${message}`, { retryable: true, cause: err });
 }
