@@ -187,8 +187,10 @@ async function runCommand(args: string[]): Promise<number> {
         log.warn({ err: messageOf(err) }, 'start failed while stopping');
         return;
       }
-      log.fatal({ err, code: err instanceof GatewayError ? err.code : undefined }, `cannot start: ${messageOf(err)}`);
-      resolve(1);
+      const code = err instanceof GatewayError ? err.code : undefined;
+      log.fatal({ err, code }, `cannot start: ${messageOf(err)}`);
+      // A medium that fails at open is the same fault as one that fails later: restart to recover.
+      resolve(code === 'STORAGE_FAILED' ? EXIT_STORAGE : 1);
     });
   });
 }

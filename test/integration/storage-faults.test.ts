@@ -164,6 +164,34 @@ describe('storage faults injected into the gateway process (strace)', () => {
   });
 });
 
+describe('a storage fault while the spool opens', () => {
+  test('a read of the database file fails (EIO) at start: one fatal line, exit 74 (not 1): the storage failed, not the config', async (t) => {
+    if (!needStrace(t)) return;
+    const dir = join(tmpdir(), `uplink-openio-${process.pid}`);
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const dataDir = join(dir, 'data');
+    // A spool made first, so that opening it reads its pages.
+    await restartAndRead(dataDir);
+    const output = join(dir, 'open.trace');
+    const gw = await startGateway({
+      config: { dataDir },
+      wrapper: straceWrapper({ output, trace: ['pread64'], paths: [join(dataDir, 'spool.db')], inject: ['pread64:error=EIO'] }),
+      readyWhen: (line) => line.level === 'fatal',
+      timeoutMs: 30_000,
+    });
+    t.after(async () => {
+      await gw.stop('SIGKILL');
+      await rm(gw.dir, { recursive: true, force: true });
+    });
+    const exit = await gw.exited;
+    const fatal = gw.logs.filter((line) => line.level === 'fatal');
+    assert.deepEqual(exit, { code: EXIT_STORAGE, signal: null }, `exit 74 (stderr: ${gw.stderr()})`);
+    assert.equal(fatal.length, 1, `exactly one fatal line:\n${fatal.map((l) => JSON.stringify(l)).join('\n')}`);
+    assert.equal(fatal[0]!.code, 'STORAGE_FAILED');
+    assert.ok((await readTrace(output)).some((c) => c.injected), 'the trace shows the injected failure');
+  });
+});
+
 /** The client-acknowledged payloads, each with the message id its row had in the traced WAL writes. */
 function idsFromWal(run: FaultRun, tag: string): Map<string, string | undefined> {
   const pattern = payloadPattern(tag);

@@ -14,6 +14,7 @@
  * Commands: `writePoint` writes a point of a device (coils with function 5/15, holding registers
  * with 6/16) in the point's data type, and says whether the device confirmed it.
  */
+import { BoundedCounts } from '../../core/bounded-counts.js';
 import { GatewayError } from '../../core/errors.js';
 import { newReadingId } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
@@ -67,7 +68,8 @@ export class ModbusIngest implements IngestAdapter {
   readonly #log: Logger;
   readonly #limited: RateLimitedLog;
   readonly #now: () => number;
-  readonly #ingested: Record<string, number> = {};
+  /** Per address: bounded, since `{N}` templates give one address per device. */
+  readonly #ingested = new BoundedCounts();
   readonly #rejected: Record<string, number> = {};
   readonly #writer: SpoolWriter;
   #buses: ModbusBus[] = [];
@@ -81,7 +83,7 @@ export class ModbusIngest implements IngestAdapter {
     this.#limited = new RateLimitedLog(options.log);
     this.#writer = new SpoolWriter({
       spool: options.spool, log: options.log, limited: this.#limited,
-      count: (record, key, n) => this.#count(record === 'ingested' ? this.#ingested : this.#rejected, key, n),
+      count: (record, key, n) => (record === 'ingested' ? this.#ingested.add(key, n) : this.#count(this.#rejected, key, n)),
       ...(options.highWater === undefined ? {} : { highWater: options.highWater }),
       ...(options.stopGraceMs === undefined ? {} : { graceMs: options.stopGraceMs }),
     });
@@ -148,7 +150,7 @@ export class ModbusIngest implements IngestAdapter {
       buses[bus.name] = { open: bus.open, opens: bus.opens, requests: bus.requests, garbageBytes: bus.garbage().bytes, devices };
     }
     return {
-      ingested: { ...this.#ingested },
+      ingested: this.#ingested.toRecord(),
       rejected: { ...this.#rejected },
       connections: this.#buses.filter((bus) => bus.open).length,
       spool: { pending: this.#writer.pending, holding: this.#writer.holding },

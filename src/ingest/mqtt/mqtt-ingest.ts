@@ -30,6 +30,7 @@
  * Retained messages, subscriptions and QoS 1/2 queues of local subscribers live in aedes'
  * in-memory persistence: the broker stays a normal MQTT 3.1.1 broker for a local dashboard.
  */
+import { BoundedCounts } from '../../core/bounded-counts.js';
 import type { Duplex } from 'node:stream';
 import { Aedes, type AedesOptions, type Client, type ConnectPacket, type PublishPacket, type Subscription } from 'aedes';
 import type { RoutedReading } from '../../core/envelope.js';
@@ -98,7 +99,8 @@ export class MqttIngest implements IngestAdapter {
   readonly #acl: Acl;
   readonly #sessions = new WeakMap<Client, Session>();
   readonly #wills = new WeakMap<Client, Will>();
-  readonly #ingested: Record<string, number> = {};
+  /** Per address: bounded, since `{N}` templates give one address per device. */
+  readonly #ingested = new BoundedCounts();
   readonly #rejected: Record<string, number> = {};
   readonly #refused: Record<string, number> = {};
   readonly #commands = new CommandPublisher();
@@ -195,7 +197,7 @@ export class MqttIngest implements IngestAdapter {
 
   stats(): MqttIngestStats {
     return {
-      ingested: { ...this.#ingested },
+      ingested: this.#ingested.toRecord(),
       rejected: { ...this.#rejected },
       refused: { ...this.#refused },
       connections: this.#broker?.connectedClients ?? 0,
@@ -371,7 +373,7 @@ export class MqttIngest implements IngestAdapter {
         'mqtt: readings not stored; closing the connection without acknowledging them');
       throw error;
     }
-    for (const reading of readings) this.#ingested[reading.address] = (this.#ingested[reading.address] ?? 0) + 1;
+    for (const reading of readings) this.#ingested.add(reading.address);
   }
 
   // ---- subscribe -------------------------------------------------------------------------

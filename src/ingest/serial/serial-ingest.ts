@@ -23,6 +23,7 @@
  * Only if the spool has no room for them within `stopGraceMs` are they given up, counted
  * `stopped` and logged as an error.
  */
+import { BoundedCounts } from '../../core/bounded-counts.js';
 import { realpath } from 'node:fs/promises';
 import { SerialPort } from 'serialport';
 import { Backoff } from '../../core/backoff.js';
@@ -68,7 +69,8 @@ interface Shared {
   log: Logger;
   limited: RateLimitedLog;
   now: () => number;
-  ingested: Record<string, number>;
+  /** Per address: bounded, since `{N}` templates give one address per device. */
+  ingested: BoundedCounts;
   rejected: Record<string, number>;
   reopen: { baseMs: number; capMs: number };
   watchMs: number;
@@ -311,7 +313,7 @@ class PortReader {
       for (;;) {
         try {
           await shared.spool.append(batch, { signal });
-          for (const reading of batch) count(shared.ingested, reading.address);
+          for (const reading of batch) shared.ingested.add(reading.address);
           break;
         } catch (err) {
           if (signal.aborted) {
@@ -351,7 +353,7 @@ export class SerialIngest implements IngestAdapter {
     this.#shared = {
       spool: options.spool, router: options.router, log: options.log, now: options.now ?? Date.now,
       limited: new RateLimitedLog(options.log, options.now ? { now: options.now } : {}),
-      ingested: {}, rejected: {}, reopen: options.reopen ?? { baseMs: 500, capMs: 10_000 }, watchMs: options.watchMs ?? 1000,
+      ingested: new BoundedCounts(), rejected: {}, reopen: options.reopen ?? { baseMs: 500, capMs: 10_000 }, watchMs: options.watchMs ?? 1000,
       stopGraceMs: options.stopGraceMs ?? 5000,
     };
   }
@@ -377,7 +379,7 @@ export class SerialIngest implements IngestAdapter {
     const ports: SerialIngestStats['ports'] = {};
     for (const reader of this.#readers) ports[reader.config.name] = { open: reader.open, opens: reader.opens, bytesRead: reader.bytesRead };
     return {
-      ingested: { ...this.#shared.ingested },
+      ingested: this.#shared.ingested.toRecord(),
       rejected: { ...this.#shared.rejected },
       connections: this.#readers.filter((reader) => reader.open).length,
       ports,

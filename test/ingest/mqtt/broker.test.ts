@@ -34,6 +34,22 @@ describe('routes', () => {
     assert.deepEqual(h.ingest.stats().ingested, { '/queue/special': 2, '/queue/telemetry': 1 });
   });
 
+  test('one address per device ({N} template): the per-address counts stay bounded (100, the rest under _other)', async () => {
+    const perDevice = await startIngest({ routes: [{ topic: 'dev/+/t', address: '/queue/dev-{2}', priority: 4 }] });
+    try {
+      const client = await connectClient(perDevice.url);
+      for (let i = 0; i < 150; i++) await publishAsync(client, `dev/d${i}/t`, 'x');
+      await client.endAsync();
+      const ingested = perDevice.ingest.stats().ingested;
+      assert.equal(Object.keys(ingested).length, 101);
+      assert.equal(ingested._other, 50);
+      assert.equal(ingested['/queue/dev-d0'], 1);
+      assert.equal(Object.values(ingested).reduce((a, b) => a + b, 0), 150);
+    } finally {
+      await perDevice.stop();
+    }
+  });
+
   test('unrouted: drop acknowledges without storing, counted and logged', async () => {
     const depth = h.spool!.stats().depth;
     const client = await connectClient(h.url, { clientId: 'stray' });
