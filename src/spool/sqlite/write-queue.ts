@@ -396,13 +396,15 @@ export class WriteQueue {
     const { sql, targets, steps, options } = this.#ctx;
     switch (op.kind) {
       case 'append': {
-        // Stamps are step-free (core/clock.ts); stored in wall time as last recorded.
+        // Stamps are step-free (core/clock.ts); stored in wall time as last recorded, in whole ms
+        // (rounded here, once: what is leased is what was stored).
         const offset = steps.offset;
         const now = this.#ctx.clock.now();
         const values: unknown[] = [];
         for (const r of op.readings) {
           const target = targets.ensure(sql, r.address, now, created);
-          values.push(r.id, target.id, r.priority, r.topic, r.payload, r.receivedAt + offset, r.expiresAt === undefined ? null : r.expiresAt + offset);
+          values.push(r.id, target.id, r.priority, r.topic, r.payload, Math.round(r.receivedAt + offset),
+            r.expiresAt === undefined ? null : Math.round(r.expiresAt + offset));
           addDelta(outcome.deltas, target.id, 1, r.payload.length);
           outcome.appended.add(target);
         }
