@@ -61,4 +61,19 @@ describe('spool: found by the model-based test', () => {
     assert.equal(leased?.receivedAt, w.now + 1);
     assert.equal(leased?.expiresAt, w.now + 5001);
   });
+
+  // Seed 1299690931: failCommits(SQLITE_IOERR_WRITE), append, restart. stop() commits what waits;
+  // that commit failed with an I/O error, and the append was then refused as "spool stopped before
+  // there was room" (SPOOL_FULL, retryable: not stored, send it again) instead of STORAGE_FAILED.
+  test('an I/O error in the commit that stop() makes refuses what waited with STORAGE_FAILED, not as retryable', async () => {
+    const w = await world();
+    w.plan.push('SQLITE_IOERR_WRITE');
+    const appended = w.spool.append([reading(w)]);
+    const settled = appended.then(() => undefined, (err: unknown) => err);
+    await w.stop(true);
+    const err = await settled as { code?: string; retryable?: boolean } | undefined;
+    assert.equal(w.failed, true);
+    assert.equal(err?.code, 'STORAGE_FAILED');
+    assert.equal(err?.retryable, false);
+  });
 });

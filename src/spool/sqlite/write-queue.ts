@@ -127,14 +127,17 @@ export class WriteQueue {
     if (this.#queue.length > 0) this.#schedule(0);
   }
 
-  /** Commits what can be committed now; everything still waiting fails as retryable. */
+  /**
+   * Commits what can be committed now; everything still waiting fails as retryable, or with the
+   * storage failure if that commit (or an earlier one) failed so.
+   */
   stop(): void {
     clearTimeout(this.#timer);
     clearImmediate(this.#immediate);
     this.#timer = undefined;
     this.#immediate = undefined;
     if (this.#ctx.failure === undefined) this.#flush();
-    this.#failAll(new GatewayError('SPOOL_FULL', 'spool stopped before there was room', { retryable: true }));
+    this.#failAll(this.#ctx.failure ?? new GatewayError('SPOOL_FULL', 'spool stopped before there was room', { retryable: true }));
   }
 
   /** The storage failed: nothing waiting will be committed. */
