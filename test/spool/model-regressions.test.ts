@@ -76,4 +76,21 @@ describe('spool: found by the model-based test', () => {
     assert.equal(err?.code, 'STORAGE_FAILED');
     assert.equal(err?.retryable, false);
   });
+
+  // Seed 1299728756: append, tick, lease, fsync#0 EIO, ack. After the storage failed, settlements
+  // were ignored and reported done: the forwarder took the ack for committed.
+  for (const kind of ['ack', 'modify', 'reject'] as const) {
+    test(`after a failed fsync, ${kind} of a leased reading is refused with STORAGE_FAILED, not reported done`, async () => {
+      const w = await world();
+      const appended = w.spool.append([reading(w)]);
+      appended.catch(() => undefined);
+      while (w.held.length === 0) await w.tick();
+      const [leased] = await w.spool.lease('q', 1);
+      w.completeSync(0, false);
+      await assert.rejects(appended, { code: 'STORAGE_FAILED' });
+      assert.equal(w.failed, true);
+      const settled = kind === 'reject' ? w.spool.reject([leased!.seq], { condition: 'amqp:not-allowed' }) : w.spool[kind]([leased!.seq]);
+      await assert.rejects(settled, { code: 'STORAGE_FAILED' });
+    });
+  }
 });

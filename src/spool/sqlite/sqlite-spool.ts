@@ -174,8 +174,7 @@ export class SqliteSpool implements Spool {
   }
 
   ack(seqs: readonly number[]): Promise<void> {
-    const owned = this.#beginSettle(seqs);
-    return owned.length === 0 ? Promise.resolve() : this.#open!.writes.ack(owned);
+    return this.#settle(seqs, (writes, owned) => writes.ack(owned));
   }
 
   async release(seqs: readonly number[]): Promise<void> {
@@ -190,13 +189,11 @@ export class SqliteSpool implements Spool {
   }
 
   modify(seqs: readonly number[]): Promise<void> {
-    const owned = this.#beginSettle(seqs);
-    return owned.length === 0 ? Promise.resolve() : this.#open!.writes.modify(owned);
+    return this.#settle(seqs, (writes, owned) => writes.modify(owned));
   }
 
   reject(seqs: readonly number[], reason: DeadLetterReason): Promise<void> {
-    const owned = this.#beginSettle(seqs);
-    return owned.length === 0 ? Promise.resolve() : this.#open!.writes.reject(owned, reason);
+    return this.#settle(seqs, (writes, owned) => writes.reject(owned, reason));
   }
 
   releaseAll(address?: string): void {
@@ -244,11 +241,15 @@ export class SqliteSpool implements Spool {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Takes seqs out of flight for settlement; those not in flight are ignored (settled already). */
-  #beginSettle(seqs: readonly number[]): number[] {
+  /**
+   * Takes seqs out of flight and queues their settlement; those not in flight are ignored (settled
+   * already). After a storage failure nothing is settled, and saying so is the caller's due.
+   */
+  #settle(seqs: readonly number[], commit: (writes: WriteQueue, owned: number[]) => Promise<void>): Promise<void> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
     const open = this.#open;
-    if (open === undefined || this.#failure !== undefined) return [];
-    return seqs.filter((seq) => open.ctx.inFlight.beginSettle(seq) !== undefined);
+    const owned = open === undefined ? [] : seqs.filter((seq) => open.ctx.inFlight.beginSettle(seq) !== undefined);
+    return owned.length === 0 ? Promise.resolve() : commit(open!.writes, owned);
   }
 
   #fail(error: GatewayError): void {
