@@ -93,4 +93,19 @@ describe('spool: found by the model-based test', () => {
       await assert.rejects(settled, { code: 'STORAGE_FAILED' });
     });
   }
+
+  // Seed 1299750013: append, tick (its fsync held), failCommits(SQLITE_IOERR_WRITE), append, tick,
+  // then the first fsync completes. The spool had stopped on the I/O error, yet the first append
+  // was acknowledged when its fsync came back.
+  test('an append whose fsync completes after an I/O error stopped the spool is not acknowledged', async () => {
+    const w = await world();
+    const first = w.spool.append([reading(w)]);
+    const outcome = first.then(() => 'acknowledged', (err: { code?: string }) => err.code);
+    while (w.held.length === 0) await w.tick();
+    w.plan.push('SQLITE_IOERR_WRITE');
+    await assert.rejects(w.spool.append([reading(w)]), { code: 'STORAGE_FAILED' });
+    assert.equal(w.failed, true);
+    w.completeSync(0, true);
+    assert.equal(await outcome, 'STORAGE_FAILED');
+  });
 });

@@ -294,9 +294,11 @@ export class WriteQueue {
     for (const target of outcome.appended) target.usedAt = now;
     // Appends resolve (and devices get their acknowledgement) only once the commit is on disk.
     this.#durability.durable().then(() => {
+      // The storage failed meanwhile (an I/O error in a later commit): nothing more is acknowledged.
+      if (ctx.failure !== undefined) throw ctx.failure;
       for (const op of appends) op.resolve();
       for (const target of outcome.appended) ctx.emit(target.address);
-    }, (err: unknown) => {
+    }).catch((err: unknown) => {
       const error = err instanceof GatewayError ? err : translateSqliteError(err, 'syncing the journal');
       ctx.fail(error);
       // Their rows are committed but not known to be on disk: not acknowledged, and not reported
