@@ -108,4 +108,25 @@ describe('spool: found by the model-based test', () => {
     w.completeSync(0, true);
     assert.equal(await outcome, 'STORAGE_FAILED');
   });
+
+  // Seed 1299892543: append, tick, append, tick (two fsyncs held), the second fsync fails. The spool
+  // went on (leasing, committing settlements, no fatal line, no exit) until the first fsync came
+  // back, which on a dying SD card may be never.
+  test('an fsync that fails while an earlier one is still out stops the spool at once', async () => {
+    const w = await world();
+    const first = w.spool.append([reading(w)]).then(() => 'acknowledged', (err: { code?: string }) => err.code);
+    while (w.held.length === 0) await w.tick();
+    const second = w.spool.append([reading(w)]).then(() => 'acknowledged', (err: { code?: string }) => err.code);
+    while (w.held.length === 1) await w.tick();
+    w.completeSync(1, false);
+    await w.tick();
+    const failed = w.failed;
+    const leased = await w.spool.lease('q', 10);
+    w.completeSync(0, true);
+    assert.equal(failed, true, 'onFatal before the earlier fsync came back');
+    assert.equal(w.fatalLines, 1);
+    assert.deepEqual(leased, [], 'nothing more is handed out');
+    assert.equal(await second, 'STORAGE_FAILED');
+    assert.equal(await first, 'STORAGE_FAILED');
+  });
 });

@@ -106,7 +106,7 @@ export class SqliteSpool implements Spool {
     };
     const reserve = new DiskReserve(options.dataDir, options.reserveBytes ?? DEFAULT_RESERVE);
     const durability = new WalDurability({ walFile: `${spoolFile(options.dataDir)}-wal`, enabled: options.durability === 'full',
-      ...(options.faults?.sync ? { sync: options.faults.sync } : {}) });
+      ...(options.faults?.sync ? { sync: options.faults.sync } : {}), onFailure: (error) => this.#fail(error) });
     const writes = new WriteQueue(ctx, durability, reserve);
     const leasing = new Leasing(ctx);
     const deadLetters = new SqliteDeadLetterStore(db);
