@@ -12,9 +12,10 @@
  *
  * Written once (not at every start): SD cards have few writes to spare.
  */
-import { existsSync, rmSync, statfsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { freeBytes } from './free-space.js';
 
 const CHUNK = 1024 * 1024;
 
@@ -45,12 +46,7 @@ export class DiskReserve {
    */
   async ensure(): Promise<void> {
     if (this.#bytes <= 0 || this.#making || existsSync(this.#file)) return;
-    try {
-      const s = statfsSync(join(this.#file, '..'));
-      if (s.bavail * s.bsize < 2 * this.#bytes) return;
-    } catch {
-      return;
-    }
+    if (freeBytes(dirname(this.#file)) < 2 * this.#bytes) return;
     this.#making = true;
     const partial = `${this.#file}.new`;
     try {
