@@ -52,6 +52,7 @@ interface Open {
   writes: WriteQueue;
   leasing: Leasing;
   durability: WalDurability;
+  reserve: DiskReserve;
   deadLetters: SqliteDeadLetterStore;
   timer: NodeJS.Timeout;
   lock: OwnerLock;
@@ -122,7 +123,7 @@ export class SqliteSpool implements Spool {
       throw translateSqliteError(err, 'opening the spool', options.dataDir);
     }
     const timer = setInterval(() => maintenance.run(), options.maintenanceMs ?? 1000);
-    this.#open = { ctx, writes, leasing, durability, deadLetters, timer, lock };
+    this.#open = { ctx, writes, leasing, durability, reserve, deadLetters, timer, lock };
     void reserve.ensure();
     const stats = this.stats();
     this.#log.info({ depth: stats.depth, bytes: stats.bytes, deadLetters: stats.deadLetters, addresses: Object.keys(stats.byAddress).length },
@@ -136,8 +137,9 @@ export class SqliteSpool implements Spool {
     clearInterval(open.timer);
     // Commits what can be committed (nothing after a failure); appends still waiting fail as retryable.
     open.writes.stop();
-    // Appends waiting for their fsync get it (and resolve) before the file closes.
-    await open.durability.close();
+    // Appends waiting for their fsync get it (and resolve) before the file closes; a reserve being
+    // written is given up, so that nothing writes into the directory once stop() resolved.
+    await Promise.all([open.durability.close(), open.reserve.stop()]);
     open.ctx.db.close();
     open.lock.release();
   }
