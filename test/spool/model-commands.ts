@@ -86,7 +86,7 @@ interface NewReading {
 }
 
 class Append extends Step {
-  constructor(readonly batch: NewReading[]) {
+  constructor(readonly batch: NewReading[], readonly abortable: boolean) {
     super();
   }
 
@@ -101,7 +101,13 @@ class Append extends Step {
     });
     const wasFailed = world.failed;
     const entries = inputs.map((input) => model.appended(input, world.syncs));
-    world.spool.append(inputs).then(() => guard(() => {
+    const controller = this.abortable ? new AbortController() : undefined;
+    if (controller !== undefined) world.abortable.push(controller);
+    const done = (): void => {
+      const i = controller === undefined ? -1 : world.abortable.indexOf(controller);
+      if (i >= 0) world.abortable.splice(i, 1);
+    };
+    world.spool.append(inputs, controller === undefined ? {} : { signal: controller.signal }).finally(done).then(() => guard(() => {
       assert.ok(!world.failed, `${inputs[0]!.id}: an append was acknowledged after the storage failed`);
       saw('append acknowledged');
       for (const m of entries) {
@@ -124,7 +130,24 @@ class Append extends Step {
   }
 
   toString(): string {
-    return `append(${this.batch.map((r) => `${r.address}/p${r.priority}${r.ttl === null ? '' : `/ttl${r.ttl}`}`).join(' ')})`;
+    return `append(${this.batch.map((r) => `${r.address}/p${r.priority}${r.ttl === null ? '' : `/ttl${r.ttl}`}`).join(' ')}${this.abortable ? ', signal' : ''})`;
+  }
+}
+
+/** A device gives up waiting: the k-th append still outstanding with a signal is aborted. */
+class Abort extends Step {
+  constructor(readonly index: number) {
+    super();
+  }
+
+  async act(_model: ReferenceModel, world: World): Promise<void> {
+    if (world.abortable.length === 0) return;
+    saw('abort of an append still outstanding');
+    world.abortable[this.index % world.abortable.length]!.abort();
+  }
+
+  toString(): string {
+    return `abort#${this.index}`;
   }
 }
 
@@ -141,7 +164,8 @@ class Lease extends Step {
     saw('lease that returned readings', result.length > 0);
     saw('lease that returned a reading settled before (modify, failed commit)', result.some((r) => model.readings.get(r.id)?.seq !== undefined));
     if (failed) assert.deepEqual(result, [], 'nothing is handed out after the storage failed');
-    else model.leasedNow(this.address, this.max, result, world.now);
+    // Removing expired readings during the lease may fail the storage: what it found until then is out.
+    else model.leasedNow(this.address, this.max, result, world.now, !world.failed);
   }
 
   toString(): string {
@@ -237,7 +261,9 @@ class Tick extends Step {
 
   async act(_model: ReferenceModel, world: World): Promise<void> {
     for (let i = 0; i < this.turns; i++) await world.tick();
-    saw('disk full (appends wait)', world.spool.stats().diskFull);
+    const stats = world.spool.stats();
+    saw('disk full (appends wait)', stats.diskFull);
+    saw('quota full (appends wait)', stats.blocked && !stats.diskFull);
   }
 
   toString(): string {
@@ -321,7 +347,8 @@ const picks = fc.array(fc.record({ stale: fc.oneof({ arbitrary: fc.constant(fals
   { minLength: 1, maxLength: 3 });
 
 export const commands = fc.oneof(
-  { arbitrary: fc.array(reading, { minLength: 1, maxLength: 3 }).map((batch) => new Append(batch)), weight: 6 },
+  { arbitrary: fc.tuple(fc.array(reading, { minLength: 1, maxLength: 3 }), fc.boolean()).map(([batch, signal]) => new Append(batch, signal)), weight: 6 },
+  { arbitrary: fc.nat(8).map((k) => new Abort(k)), weight: 1 },
   { arbitrary: fc.integer({ min: 1, max: 2 }).map((n) => new Tick(n)), weight: 6 },
   { arbitrary: fc.tuple(address, fc.integer({ min: 1, max: 6 })).map(([a, n]) => new Lease(a, n)), weight: 5 },
   { arbitrary: picks.map((p) => new Settle('ack', p)), weight: 3 },

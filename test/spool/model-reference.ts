@@ -87,9 +87,10 @@ export class ReferenceModel {
   /**
    * Checks one lease's result and records it: nothing handed out twice at once, nothing unknown,
    * refused, removed or expired, ids and times as appended, the order per address (priority, then
-   * arrival), and nothing certainly leasable skipped or stranded.
+   * arrival), and nothing certainly leasable skipped or stranded (`complete`: the lease was not
+   * cut short by a storage failure during it, which leaves the rest to the restart).
    */
-  leasedNow(address: string, max: number, result: readonly SpooledReading[], now: number): void {
+  leasedNow(address: string, max: number, result: readonly SpooledReading[], now: number, complete = true): void {
     const ids = new Set<string>();
     for (const r of result) {
       assert.ok(!ids.has(r.id), `lease returned ${r.id} twice`);
@@ -126,6 +127,7 @@ export class ReferenceModel {
     }
     const last = got.at(-1);
     for (const m of this.readings.values()) {
+      if (!complete) break;
       if (m.input.address !== address || ids.has(m.input.id) || !this.certainlyLeasable(m, now)) continue;
       if (result.length < max) assert.fail(`${m.input.id} (p${m.input.priority}) is leasable but a lease of ${max} left it out: stranded`);
       assert.ok(last !== undefined && before(last, m), `${m.input.id} (p${m.input.priority}) was skipped: ${last?.input.id} came after it`);

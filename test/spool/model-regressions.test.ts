@@ -8,7 +8,7 @@ import type { RoutedReading } from '../../src/core/envelope.js';
 import { World, type WorldConfig } from './model-world.js';
 
 const worlds: World[] = [];
-const BASE = { maxAttempts: 3, expired: 'drop', jitter: 0 } satisfies WorldConfig;
+const BASE = { maxAttempts: 3, maxReadings: 1_000_000, expired: 'drop', jitter: 0 } satisfies WorldConfig;
 
 async function world(config: Partial<WorldConfig> = {}): Promise<World> {
   const w = new World({ ...BASE, ...config }, process.env.UPLINK_SPOOL_DIR ?? '/dev/shm');

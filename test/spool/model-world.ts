@@ -31,6 +31,8 @@ export type CommitFault = 'SQLITE_BUSY' | 'SQLITE_FULL' | 'SQLITE_IOERR_WRITE';
 
 export interface WorldConfig {
   maxAttempts: number;
+  /** spool.maxReadings, with policy `block`: appends beyond it wait for room. */
+  maxReadings: number;
   expired: 'drop' | 'dead-letter';
   /** Wall clock minus step-free clock, in ms (|jitter| <= 1: no step). */
   jitter: number;
@@ -57,6 +59,8 @@ export class World {
   /** The highest index of an fsync that completed successfully. */
   maxSyncedOk = -1;
   readonly emits = new Map<string, number>();
+  /** Appends given an AbortSignal and not settled yet: a device that may give up waiting. */
+  readonly abortable: AbortController[] = [];
   readonly #clock: Clock;
   readonly #log: Logger;
 
@@ -86,7 +90,7 @@ export class World {
     this.failed = false;
     this.fatalLines = 0;
     this.#spool = new SqliteSpool(spoolOptions(this.dir, {
-      log: this.#log, clock: this.#clock, maxAttempts: this.config.maxAttempts, expired: this.config.expired,
+      log: this.#log, clock: this.#clock, maxAttempts: this.config.maxAttempts, expired: this.config.expired, maxReadings: this.config.maxReadings, policy: 'block',
       diskFullRetryMs: 0, reserveBytes: 0, maintenanceMs: 3_600_000,
       faults: { inTransaction, sync },
       onFatal: (error: GatewayError) => {

@@ -30,6 +30,7 @@ const base = process.env.UPLINK_SPOOL_DIR ?? (existsSync('/dev/shm') ? '/dev/shm
 
 const config: fc.Arbitrary<WorldConfig> = fc.record({
   maxAttempts: fc.integer({ min: 1, max: 3 }),
+  maxReadings: fc.oneof({ arbitrary: fc.constant(1_000_000), weight: 3 }, { arbitrary: fc.integer({ min: 3, max: 8 }), weight: 1 }),
   expired: fc.constantFrom('drop' as const, 'dead-letter' as const),
   // Date.now() truncates and the step-free clock rounds: they differ by up to 1 ms without any step.
   jitter: fc.constantFrom(0, 1, -1, 0.5, -0.4),
