@@ -302,6 +302,16 @@ class Sync extends Step {
   }
 }
 
+class FailSyncAtOnce extends Step {
+  async act(_model: ReferenceModel, world: World): Promise<void> {
+    world.failNextSyncAtOnce = true;
+  }
+
+  toString(): string {
+    return 'next fsync fails at once';
+  }
+}
+
 class AdvanceClock extends Step {
   constructor(readonly ms: number) {
     super();
@@ -361,6 +371,7 @@ export const commands = fc.oneof(
     fc.integer({ min: 1, max: 2 })).map(([code, n]) => new FailCommits(code, n)), weight: 2 },
   { arbitrary: fc.tuple(fc.nat(8), fc.oneof({ arbitrary: fc.constant(true), weight: 29 }, { arbitrary: fc.constant(false), weight: 1 }))
     .map(([k, ok]) => new Sync(k, ok)), weight: 4 },
+  { arbitrary: fc.constant(null).map(() => new FailSyncAtOnce()), weight: 1 },
   { arbitrary: fc.integer({ min: 1, max: 3000 }).map((ms) => new AdvanceClock(ms)), weight: 1 },
   { arbitrary: fc.oneof({ arbitrary: fc.constant(true), weight: 4 }, { arbitrary: fc.constant(false), weight: 1 }).map((ok) => new Restart(ok)), weight: 1 },
 );

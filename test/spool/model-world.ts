@@ -8,7 +8,8 @@
  *   runs between that settlement and its commit.
  * - Commit failures: each planned SQLite error code fails the next transaction, from inside it
  *   (faults.inTransaction), as SQLite itself would report it.
- * - fsyncs: held until the test completes them, in any order, successfully or with EIO.
+ * - fsyncs: held until the test completes them, in any order, successfully or with EIO; or one
+ *   fails at once, as when the WAL cannot be opened.
  * - Time: a step-free clock the test moves, and a wall clock off it by less than a millisecond or
  *   by one, as Date.now (truncated) and a rounded monotonic clock are.
  */
@@ -55,6 +56,8 @@ export class World {
   /** A planned fatal fault was thrown since the last check. */
   fatalThrown = false;
   readonly held: HeldSync[] = [];
+  /** The next fsync fails before it returns. */
+  failNextSyncAtOnce = false;
   syncs = 0;
   /** The highest index of an fsync that completed successfully. */
   maxSyncedOk = -1;
@@ -79,7 +82,11 @@ export class World {
 
   async start(): Promise<void> {
     const sync: SyncFn = (_fd, callback) => {
-      this.held.push({ index: this.syncs++, callback });
+      const index = this.syncs++;
+      if (!this.failNextSyncAtOnce) return void this.held.push({ index, callback });
+      // As when the WAL cannot even be opened for its fsync: the failure is there before any callback.
+      this.failNextSyncAtOnce = false;
+      callback(Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO', errno: -5 }));
     };
     const inTransaction = (): void => {
       const code = this.plan.shift();
