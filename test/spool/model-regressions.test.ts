@@ -129,4 +129,20 @@ describe('spool: found by the model-based test', () => {
     assert.equal(await second, 'STORAGE_FAILED');
     assert.equal(await first, 'STORAGE_FAILED');
   });
+
+  // Seed 1302398116: the next fsync fails at once, append (fits), append of three (beyond
+  // maxReadings 3: waits for room, with a signal), tick, abort. The fsync failed inside the commit
+  // round, which stopped the spool there; the round then put the waiting append back into the
+  // queue, after the failure had refused what was queued. It stayed there, neither stored nor
+  // refused, and its abort then refused it as retryable SPOOL_FULL.
+  test('an append waiting for room when an fsync fails at once is refused with STORAGE_FAILED, not left waiting', async () => {
+    const w = await world({ maxReadings: 3 });
+    w.failNextSyncAtOnce = true;
+    const first = w.spool.append([reading(w)]).then(() => 'acknowledged', (err: { code?: string }) => err.code);
+    const waiting = w.spool.append([reading(w), reading(w), reading(w)]).then(() => 'acknowledged', (err: { code?: string }) => err.code);
+    await w.tick();
+    assert.equal(w.failed, true);
+    assert.equal(await first, 'STORAGE_FAILED');
+    assert.equal(await Promise.race([waiting, w.tick().then(() => 'still waiting')]), 'STORAGE_FAILED');
+  });
 });

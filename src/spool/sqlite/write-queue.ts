@@ -150,6 +150,10 @@ export class WriteQueue {
     this.#queue = [...result.keep, ...this.#queue];
     // The storage failed: its writes are in the queue again, for ctx.fail to refuse.
     if (result.fatal !== undefined) this.#ctx.fail(result.fatal);
+    // It may also have failed during the round (an fsync that failed at once), after ctx.fail
+    // refused what was queued then and before what waits was put back.
+    const failure = this.#ctx.failure;
+    if (failure !== undefined) this.failAll(failure);
     else if (result.retryMs !== undefined) this.#schedule(result.retryMs);
   }
 }
