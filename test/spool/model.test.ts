@@ -25,7 +25,7 @@ import { World, type WorldConfig } from './model-world.js';
 const seed = process.env.UPLINK_SPOOL_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.UPLINK_SPOOL_SEED);
 /** fast-check's path to the failing run, then `@` and the commands' replay path (both printed on failure). */
 const [path, replayPath] = process.env.UPLINK_SPOOL_PATH?.split('@') ?? [];
-const runs = Number(process.env.UPLINK_SPOOL_RUNS ?? 2000);
+const runs = Number(process.env.UPLINK_SPOOL_RUNS ?? 4000);
 const base = process.env.UPLINK_SPOOL_DIR ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
 
 const config: fc.Arbitrary<WorldConfig> = fc.record({
