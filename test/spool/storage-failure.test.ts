@@ -6,12 +6,13 @@
  * a real gateway process by strace in test/integration/storage-faults.test.ts.
  */
 import assert from 'node:assert/strict';
-import { fdatasync, mkdtempSync } from 'node:fs';
+import { fdatasync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { GatewayError } from '../../src/core/errors.js';
 import type { RoutedReading } from '../../src/core/envelope.js';
+import { spoolFile } from '../../src/spool/sqlite/database.js';
 import type { SyncFn } from '../../src/spool/sqlite/durability.js';
 import { translateSqliteError } from '../../src/spool/sqlite/errors.js';
 import { SqliteSpool } from '../../src/spool/sqlite/sqlite-spool.js';
@@ -116,6 +117,26 @@ describe('spool: the storage fails', () => {
       assert.equal(fatal.length, 1);
       assert.equal(spool.stats().diskFull, false);
       assert.ok(!lines.some((l) => /disk full/.test(String(l.msg))));
+    } finally {
+      await spool.stop();
+    }
+  });
+
+  test('the WAL cannot be opened for its fsync: the spool stops, and an append waiting for room is refused too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'uplink-walgone-'));
+    const fatal: GatewayError[] = [];
+    const spool = new SqliteSpool(spoolOptions(dir, { maxReadings: 1, onFatal: (e) => fatal.push(e) }));
+    await spool.start();
+    try {
+      // The fault, for real: the WAL is gone from the directory when the first fsync opens it.
+      rmSync(`${spoolFile(dir)}-wal`, { force: true });
+      const outcome = (p: Promise<void>): Promise<string | undefined> => p.then(() => 'acknowledged', (err: GatewayError) => err.code);
+      const fits = outcome(spool.append([reading('q', 'fits')]));
+      const waits = outcome(spool.append([reading('q', 'waits for room')]));
+      assert.equal(await fits, 'STORAGE_FAILED');
+      assert.equal(fatal.length, 1);
+      const turn = new Promise<string>((resolve) => setImmediate(() => resolve('still waiting')));
+      assert.equal(await Promise.race([waits, turn]), 'STORAGE_FAILED');
     } finally {
       await spool.stop();
     }

@@ -96,7 +96,10 @@ export class ClockSteps {
 
   /** At start: the recorded steps, and the two restart rules above. Writes only when a rule applies. */
   load(sql: Statements): void {
-    this.#offset = this.#clock.wall() - this.#clock.now();
+    // Without a step the two clocks differ only by rounding (Date.now truncates, Clock.now rounds):
+    // taken for an offset, it would move every reading's time by a millisecond.
+    const offset = this.#clock.wall() - this.#clock.now();
+    this.#offset = Math.abs(offset) < STEP_MS ? 0 : offset;
     this.#steps = (sql.get('steps').all() as Array<{ upto_seq: number; delta: number }>).map((r) => ({ upto: r.upto_seq, delta: r.delta }));
     const newest = sql.get('newest').get() as { seq: number; received_at: number } | undefined;
     if (newest === undefined) return;

@@ -9,7 +9,9 @@
  * Failure. After a failed fsync, a later one proves nothing about the pages of the earlier one: the
  * kernel may have dropped them and reports the error once per open file, to whichever fsync looks
  * first (PostgreSQL's "fsyncgate"). So syncs complete in the order they were asked for, and once
- * one fails, every later one fails too: nothing after it is ever reported durable.
+ * one fails, every later one fails too: nothing after it is ever reported durable. The failure is
+ * reported (`onFailure`) when it happens, not when the syncs before it come back: on a dying SD
+ * card an fsync may hang for a long time, and the spool must stop meanwhile.
  */
 import { closeSync, fdatasync, openSync } from 'node:fs';
 import type { GatewayError } from '../../core/errors.js';
@@ -22,16 +24,18 @@ export class WalDurability {
   readonly #file: string;
   readonly #enabled: boolean;
   readonly #sync: SyncFn;
+  readonly #onFailure: (error: GatewayError) => void;
   #fd: number | undefined;
   /** The last sync asked for, in order: each one waits for the one before. */
   #last: Promise<void> = Promise.resolve();
   readonly #pending = new Set<Promise<unknown>>();
   #failure: GatewayError | undefined;
 
-  constructor(options: { walFile: string; enabled: boolean; sync?: SyncFn }) {
+  constructor(options: { walFile: string; enabled: boolean; sync?: SyncFn; onFailure: (error: GatewayError) => void }) {
     this.#file = options.walFile;
     this.#enabled = options.enabled;
     this.#sync = options.sync ?? fdatasync;
+    this.#onFailure = options.onFailure;
   }
 
   /** Set once a sync failed: the spool must stop. */
@@ -72,7 +76,10 @@ export class WalDurability {
   }
 
   #fail(err: unknown): GatewayError {
-    this.#failure ??= translateSyncError(err, this.#file);
+    if (this.#failure === undefined) {
+      this.#failure = translateSyncError(err, this.#file);
+      this.#onFailure(this.#failure);
+    }
     return this.#failure;
   }
 

@@ -11,8 +11,8 @@
  * - SPOOL_CORRUPT (not retryable): the database file is damaged.
  * - IO (retryable): the file is busy or locked (another process holds it, e.g. `uplink dlq`).
  */
-import { statfsSync } from 'node:fs';
 import { GatewayError } from '../../core/errors.js';
+import { freeBytes } from './free-space.js';
 
 const CORRUPT = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_CORRUPT_VTAB', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_INDEX']);
 /** Below this many free bytes an I/O error is taken for a full disk. */
@@ -57,14 +57,4 @@ export function translateSyncError(err: unknown, file: string): GatewayError {
 function codeOf(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : '';
-}
-
-function freeBytes(dir: string): number {
-  try {
-    const s = statfsSync(dir);
-    return s.bavail * s.bsize;
-  } catch {
-    // Cannot tell: take it for a failing medium, the safer reading.
-    return Number.POSITIVE_INFINITY;
-  }
 }

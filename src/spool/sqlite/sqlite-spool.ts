@@ -8,18 +8,23 @@
  *    deletion is counted.
  * 2. An append resolves only once its transaction committed and, with `durability: full`, the WAL
  *    was fsynced after it (durability.ts). After a failed fsync or an I/O error nothing more is
- *    acknowledged: the spool stops and `onFatal` is called (errors.ts says why).
+ *    acknowledged (no append, and no settlement reported done): the spool stops at once and
+ *    `onFatal` is called (errors.ts says why).
  * 3. No reading is handed out twice at once, and none is stranded: whatever is not in flight is
  *    leasable, in order per address (priority, then arrival), whatever interleaving of leases,
  *    settlements, commits, failed commits and releaseAll came before (in-flight.ts).
  * 4. `targets.depth/bytes` change in the same transaction as the rows they count; memory follows
  *    only after the commit (targets.ts).
- * 5. A reading keeps its id, and its age, across retries, restarts and clock steps (clock-steps.ts).
- * 6. On a full disk appends wait and settlements still commit, or stay bounded (write-queue.ts).
+ * 5. A reading keeps its id, its seq and its receivedAt across retries and restarts, and its age
+ *    across clock steps (clock-steps.ts).
+ * 6. On a full disk appends wait and settlements still commit, or stay bounded (commit-round.ts).
+ * test/spool/model.test.ts checks 1, 2, 3 and 5 on random runs against a reference model.
  *
- * The parts: write-queue.ts (group commit, admission, failures), durability.ts (the WAL fsync),
- * leasing.ts (order, expiry), in-flight.ts (what is out), maintenance.ts (the periodic round),
- * clock-steps.ts, targets.ts, statements.ts (the SQL), reserve.ts, dead-letters.ts, owner-lock.ts.
+ * The parts: open-spool.ts (wiring them), write-queue.ts (the queue and group commit),
+ * commit-round.ts (a commit and its failures), admission.ts (the quota), transaction.ts (the rows),
+ * durability.ts (the WAL fsync), leasing.ts (order, expiry), in-flight.ts (what is out),
+ * maintenance.ts (the periodic round), clock-steps.ts, targets.ts, statements.ts (the SQL),
+ * reserve.ts, free-space.ts, stats.ts, dead-letters.ts, owner-lock.ts.
  * The commits run on the main thread: bench/spool.ts measures what a commit costs the event loop.
  */
 import { fixedFrameClock, systemClock, type Clock } from '../../core/clock.js';
@@ -27,42 +32,21 @@ import type { RoutedReading } from '../../core/envelope.js';
 import { GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { DeadLetterReason, DeadLetterStore, Spool, SpooledReading, SpoolStats } from '../interface.js';
-import { ClockSteps } from './clock-steps.js';
-import type { Counters, SpoolContext, SqliteSpoolOptions } from './context.js';
-import { openSpoolDatabase, spoolFile, type Db } from './database.js';
-import { SqliteDeadLetterStore } from './dead-letters.js';
-import { WalDurability } from './durability.js';
+import type { SqliteSpoolOptions } from './context.js';
 import { isFatal, translateSqliteError } from './errors.js';
-import { InFlight, PRIORITIES } from './in-flight.js';
-import { Leasing } from './leasing.js';
-import { Maintenance } from './maintenance.js';
-import { lockSpoolDir, type OwnerLock } from './owner-lock.js';
-import { DiskReserve } from './reserve.js';
-import { Statements } from './statements.js';
-import { Targets } from './targets.js';
-import { WriteQueue } from './write-queue.js';
+import { PRIORITIES } from './in-flight.js';
+import { openSpool, type OpenSpool } from './open-spool.js';
+import { spoolStats } from './stats.js';
+import type { WriteQueue } from './write-queue.js';
 
 export type { SqliteSpoolOptions, SpoolFaults } from './context.js';
-
-const DEFAULT_RESERVE = 8 * 1024 * 1024;
-
-/** What exists only while the spool is open. */
-interface Open {
-  ctx: SpoolContext;
-  writes: WriteQueue;
-  leasing: Leasing;
-  durability: WalDurability;
-  deadLetters: SqliteDeadLetterStore;
-  timer: NodeJS.Timeout;
-  lock: OwnerLock;
-}
 
 export class SqliteSpool implements Spool {
   readonly #options: SqliteSpoolOptions;
   readonly #log: Logger;
   readonly #clock: Clock;
   readonly #listeners = new Set<(address: string) => void>();
-  #open: Open | undefined;
+  #open: OpenSpool | undefined;
   #failure: GatewayError | undefined;
 
   constructor(options: SqliteSpoolOptions) {
@@ -82,48 +66,13 @@ export class SqliteSpool implements Spool {
   }
 
   async start(): Promise<void> {
-    const options = this.#options;
-    const lock = lockSpoolDir(options.dataDir);
-    let db: Db;
-    try {
-      db = openSpoolDatabase({ ...options, log: this.#log });
-    } catch (err) {
-      lock.release();
-      throw err;
-    }
-    // See durability.ts: the fsync of each append's commit is ours, off the event loop.
-    if (options.durability === 'full') db.pragma('synchronous = NORMAL');
     this.#failure = undefined;
-    const sql = new Statements(db);
-    const counters: Counters = { commits: 0, deadLettered: 0, deadLetterCount: 0, dropped: { expired: 0, evicted: 0 } };
-    const failure = (): GatewayError | undefined => this.#failure;
-    const ctx: SpoolContext = {
-      options, log: this.#log, clock: this.#clock, db, sql, counters,
-      targets: new Targets(), inFlight: new InFlight(), steps: new ClockSteps(this.#clock, this.#log),
-      get failure() { return failure(); },
+    this.#open = openSpool(this.#options, this.#clock, {
+      failure: () => this.#failure,
       emit: (address) => this.#emit(address),
       fail: (error) => this.#fail(error),
-    };
-    const reserve = new DiskReserve(options.dataDir, options.reserveBytes ?? DEFAULT_RESERVE);
-    const durability = new WalDurability({ walFile: `${spoolFile(options.dataDir)}-wal`, enabled: options.durability === 'full',
-      ...(options.faults?.sync ? { sync: options.faults.sync } : {}) });
-    const writes = new WriteQueue(ctx, durability, reserve);
-    const leasing = new Leasing(ctx);
-    const deadLetters = new SqliteDeadLetterStore(db);
-    const maintenance = new Maintenance(ctx, { leasing, writes, reserve, deadLetters });
-    try {
-      ctx.targets.load(sql, this.#clock.now());
-      ctx.steps.load(sql);
-      counters.deadLetterCount = deadLetters.count();
-      maintenance.start();
-    } catch (err) {
-      db.close();
-      lock.release();
-      throw translateSqliteError(err, 'opening the spool', options.dataDir);
-    }
-    const timer = setInterval(() => maintenance.run(), options.maintenanceMs ?? 1000);
-    this.#open = { ctx, writes, leasing, durability, deadLetters, timer, lock };
-    void reserve.ensure();
+    });
+    void this.#open.reserve.ensure();
     const stats = this.stats();
     this.#log.info({ depth: stats.depth, bytes: stats.bytes, deadLetters: stats.deadLetters, addresses: Object.keys(stats.byAddress).length },
       'spool opened');
@@ -136,8 +85,9 @@ export class SqliteSpool implements Spool {
     clearInterval(open.timer);
     // Commits what can be committed (nothing after a failure); appends still waiting fail as retryable.
     open.writes.stop();
-    // Appends waiting for their fsync get it (and resolve) before the file closes.
-    await open.durability.close();
+    // Appends waiting for their fsync get it (and resolve) before the file closes; a reserve being
+    // written is given up, so that nothing writes into the directory once stop() resolved.
+    await Promise.all([open.durability.close(), open.reserve.stop()]);
     open.ctx.db.close();
     open.lock.release();
   }
@@ -174,8 +124,7 @@ export class SqliteSpool implements Spool {
   }
 
   ack(seqs: readonly number[]): Promise<void> {
-    const owned = this.#beginSettle(seqs);
-    return owned.length === 0 ? Promise.resolve() : this.#open!.writes.ack(owned);
+    return this.#settle(seqs, (writes, owned) => writes.ack(owned));
   }
 
   async release(seqs: readonly number[]): Promise<void> {
@@ -190,13 +139,11 @@ export class SqliteSpool implements Spool {
   }
 
   modify(seqs: readonly number[]): Promise<void> {
-    const owned = this.#beginSettle(seqs);
-    return owned.length === 0 ? Promise.resolve() : this.#open!.writes.modify(owned);
+    return this.#settle(seqs, (writes, owned) => writes.modify(owned));
   }
 
   reject(seqs: readonly number[], reason: DeadLetterReason): Promise<void> {
-    const owned = this.#beginSettle(seqs);
-    return owned.length === 0 ? Promise.resolve() : this.#open!.writes.reject(owned, reason);
+    return this.#settle(seqs, (writes, owned) => writes.reject(owned, reason));
   }
 
   releaseAll(address?: string): void {
@@ -216,27 +163,7 @@ export class SqliteSpool implements Spool {
   }
 
   stats(): SpoolStats {
-    const open = this.#open;
-    const byAddress: Record<string, number> = {};
-    let depth = 0;
-    let bytes = 0;
-    let oldestAgeMs = 0;
-    if (open !== undefined) {
-      for (const t of open.ctx.targets.all()) {
-        depth += t.depth;
-        bytes += t.bytes;
-        if (t.depth > 0) byAddress[t.address] = t.depth;
-      }
-      const oldest = depth > 0 ? open.ctx.sql.get('oldest').get() as { seq: number; received_at: number } | undefined : undefined;
-      if (oldest !== undefined) oldestAgeMs = Math.max(0, open.ctx.steps.wallNow() - oldest.received_at - open.ctx.steps.correction(oldest.seq));
-    }
-    const counters = open?.ctx.counters;
-    return {
-      depth, bytes, oldestAgeMs, inFlight: open?.ctx.inFlight.leased ?? 0,
-      deadLettered: counters?.deadLettered ?? 0, deadLetters: counters?.deadLetterCount ?? 0,
-      dropped: { expired: counters?.dropped.expired ?? 0, evicted: counters?.dropped.evicted ?? 0 }, byAddress,
-      blocked: open?.writes.blocked ?? false, diskFull: open?.writes.diskFull ?? false, commits: counters?.commits ?? 0,
-    };
+    return spoolStats(this.#open);
   }
 
   onAvailable(listener: (address: string) => void): () => void {
@@ -244,11 +171,15 @@ export class SqliteSpool implements Spool {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Takes seqs out of flight for settlement; those not in flight are ignored (settled already). */
-  #beginSettle(seqs: readonly number[]): number[] {
+  /**
+   * Takes seqs out of flight and queues their settlement; those not in flight are ignored (settled
+   * already). After a storage failure nothing is settled, and saying so is the caller's due.
+   */
+  #settle(seqs: readonly number[], commit: (writes: WriteQueue, owned: number[]) => Promise<void>): Promise<void> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
     const open = this.#open;
-    if (open === undefined || this.#failure !== undefined) return [];
-    return seqs.filter((seq) => open.ctx.inFlight.beginSettle(seq) !== undefined);
+    const owned = open === undefined ? [] : seqs.filter((seq) => open.ctx.inFlight.beginSettle(seq) !== undefined);
+    return owned.length === 0 ? Promise.resolve() : commit(open!.writes, owned);
   }
 
   #fail(error: GatewayError): void {
