@@ -137,14 +137,10 @@ describe('storage faults injected into the gateway process (strace)', () => {
     await assertTakesReadings(run.dataDir);
   });
 
-  // Fails today, hence todo: SQLite's automatic checkpoint runs inside the commit, and its default
-  // WAL hook ignores the checkpoint's result, so an I/O error on spool.db is neither logged nor
-  // fatal; SQLite just tries the checkpoint again at every later commit (the frames stay in the
-  // WAL, so nothing is lost). The fix belongs to the spool (wal_autocheckpoint=0 and checkpoints
-  // of its own whose errors go through translateSqliteError); then drop the todo.
-  test('a write to the database file fails (EIO, at a checkpoint): exit 74 after one fatal line, nothing acknowledged lost', {
-    todo: 'the spool ignores I/O errors of the automatic checkpoint (SQLite\'s default WAL hook drops them)',
-  }, async (t) => {
+  // The spool checkpoints the WAL itself (src/spool/sqlite/checkpoints.ts): SQLite's automatic
+  // checkpoint runs inside a commit and its default WAL hook drops the result, so an I/O error on
+  // spool.db went unnoticed there.
+  test('a write to the database file fails (EIO, at a checkpoint): exit 74 after one fatal line, nothing acknowledged lost', async (t) => {
     const tag = 'dbio';
     const dir = join(tmpdir(), `uplink-dbio-${process.pid}`);
     t.after(() => rm(dir, { recursive: true, force: true }));

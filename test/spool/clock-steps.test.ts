@@ -314,6 +314,22 @@ describe('spool across steps of the system clock', () => {
       assert.deepEqual(Object.keys(await peek(spool)), ['b', 'c'], 'a is 62 minutes old, counted from the restart less its spacing');
     });
 
+    test('a step just before stop(), with no commit after it, is recorded by stop: after the restart the readings keep their real age', async () => {
+      const dir = await newDir();
+      const before = new PiClock(BOOT);
+      const first = await start(dir, before);
+      await first.spool.append([reading(before, 'a', HOUR)]);
+      before.advance(10 * MIN);
+      // NTP steps the clock, and the gateway is stopped before the spool commits or maintains again.
+      before.setWall(REAL);
+      await stop(first.spool);
+
+      const pi = new PiClock(REAL + MIN);
+      const { spool } = await start(dir, pi);
+      assert.deepEqual(await peek(spool), { a: at(REAL - 10 * MIN, HOUR) });
+      assert.equal(spool.stats().oldestAgeMs, 11 * MIN);
+    });
+
     test('steps recorded before a restart still correct the readings stored before them', async () => {
       const dir = await newDir();
       const before = new PiClock(BOOT);

@@ -15,6 +15,7 @@
  *   the settled readings go back to the queue, to be sent again.
  */
 import { GatewayError } from '../../core/errors.js';
+import type { Checkpoints } from './checkpoints.js';
 import type { SpoolContext } from './context.js';
 import type { WalDurability } from './durability.js';
 import { isFatal, translateSqliteError } from './errors.js';
@@ -36,13 +37,15 @@ export class CommitRound {
   readonly #ctx: SpoolContext;
   readonly #durability: WalDurability;
   readonly #reserve: DiskReserve;
+  readonly #checkpoints: Checkpoints;
   #blockedSince: number | undefined;
   #diskFull = false;
 
-  constructor(ctx: SpoolContext, durability: WalDurability, reserve: DiskReserve) {
+  constructor(ctx: SpoolContext, durability: WalDurability, reserve: DiskReserve, checkpoints: Checkpoints) {
     this.#ctx = ctx;
     this.#durability = durability;
     this.#reserve = reserve;
+    this.#checkpoints = checkpoints;
   }
 
   /** Appends wait for room (the quota under `block`, or a full disk). */
@@ -123,9 +126,11 @@ export class CommitRound {
     if (outcome.evicted > 0) ctx.log.warn({ evicted: outcome.evicted }, 'spool full: dropped the oldest readings (spool.policy: drop-oldest)');
     const available = new Set<string>();
     const appends: AppendOp[] = [];
+    let bytes = 0;
     for (const op of outcome.committed) {
       if (op.kind === 'append') {
         appends.push(op);
+        bytes += op.bytes;
         continue;
       }
       for (const seq of op.seqs) {
@@ -138,6 +143,9 @@ export class CommitRound {
     if (appendsTried) this.#markBlocked(outcome.waiting.some((op) => op.kind === 'append'));
     for (const address of available) ctx.emit(address);
     if (appends.length > 0) this.#whenDurable(appends, outcome);
+    // Last: a checkpoint that fails for good stops the spool, and nothing of this round may be
+    // acknowledged after that (#whenDurable looks at ctx.failure).
+    this.#checkpoints.committed(bytes);
     return outcome.waiting;
   }
 

@@ -1,9 +1,10 @@
 /**
  * What the spool does every `maintenanceMs`, between commits: notice clock steps and the commits
  * of another process (`uplink dlq replay`), remove expired readings, let waiting writes try again,
- * give free pages back to the file system, make the disk reserve again, and forget what no reading
+ * checkpoint a WAL that waited (checkpoints.ts), give free pages back to the file system, make the disk reserve again, and forget what no reading
  * needs any more (old clock steps, addresses that have been empty for a while).
  */
+import type { Checkpoints } from './checkpoints.js';
 import type { SpoolContext } from './context.js';
 import type { SqliteDeadLetterStore } from './dead-letters.js';
 import { isFatal, translateSqliteError } from './errors.js';
@@ -17,6 +18,7 @@ const EMPTY_TARGET_MS = 10 * 60_000;
 const PRUNE_EVERY = 60;
 
 export interface MaintainedParts {
+  checkpoints: Checkpoints;
   leasing: Leasing;
   writes: WriteQueue;
   reserve: DiskReserve;
@@ -43,7 +45,7 @@ export class Maintenance {
     const ctx = this.#ctx;
     if (ctx.failure !== undefined) return;
     const { db, sql, targets, inFlight } = ctx;
-    const { leasing, writes, reserve, deadLetters } = this.#parts;
+    const { checkpoints, leasing, writes, reserve, deadLetters } = this.#parts;
     try {
       ctx.steps.check(sql);
       const version = db.pragma('data_version', { simple: true }) as number;
@@ -60,7 +62,9 @@ export class Maintenance {
       if (free > 256) {
         db.pragma('incremental_vacuum(256)');
         // The file only shrinks when the WAL is checkpointed; do it now rather than at the next burst.
-        db.pragma('wal_checkpoint(PASSIVE)');
+        checkpoints.run();
+      } else {
+        checkpoints.due();
       }
       if (!writes.diskFull) void reserve.ensure();
       if (++this.#round % PRUNE_EVERY === 0) this.#prune();

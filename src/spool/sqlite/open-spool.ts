@@ -4,6 +4,7 @@
  */
 import type { Clock } from '../../core/clock.js';
 import type { GatewayError } from '../../core/errors.js';
+import { Checkpoints } from './checkpoints.js';
 import { ClockSteps } from './clock-steps.js';
 import type { Counters, SpoolContext, SqliteSpoolOptions } from './context.js';
 import { openSpoolDatabase, spoolFile, type Db } from './database.js';
@@ -51,6 +52,8 @@ export function openSpool(options: SqliteSpoolOptions, clock: Clock, hooks: Faca
   }
   // See durability.ts: the fsync of each append's commit is ours, off the event loop.
   if (options.durability === 'full') db.pragma('synchronous = NORMAL');
+  // See checkpoints.ts: SQLite's automatic checkpoints drop their errors.
+  db.pragma('wal_autocheckpoint = 0');
   const sql = new Statements(db);
   const counters: Counters = { commits: 0, deadLettered: 0, deadLetterCount: 0, dropped: { expired: 0, evicted: 0 } };
   const ctx: SpoolContext = {
@@ -63,10 +66,11 @@ export function openSpool(options: SqliteSpoolOptions, clock: Clock, hooks: Faca
   const reserve = new DiskReserve(options.dataDir, options.reserveBytes ?? DEFAULT_RESERVE);
   const durability = new WalDurability({ walFile: `${spoolFile(options.dataDir)}-wal`, enabled: options.durability === 'full',
     ...(options.faults?.sync ? { sync: options.faults.sync } : {}), onFailure: hooks.fail });
-  const writes = new WriteQueue(ctx, durability, reserve);
+  const checkpoints = new Checkpoints(ctx);
+  const writes = new WriteQueue(ctx, durability, reserve, checkpoints);
   const leasing = new Leasing(ctx);
   const deadLetters = new SqliteDeadLetterStore(db);
-  const maintenance = new Maintenance(ctx, { leasing, writes, reserve, deadLetters });
+  const maintenance = new Maintenance(ctx, { checkpoints, leasing, writes, reserve, deadLetters });
   try {
     ctx.targets.load(sql, clock.now());
     ctx.steps.load(sql);

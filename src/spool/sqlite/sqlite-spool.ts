@@ -22,7 +22,7 @@
  *
  * The parts: open-spool.ts (wiring them), write-queue.ts (the queue and group commit),
  * commit-round.ts (a commit and its failures), admission.ts (the quota), transaction.ts (the rows),
- * durability.ts (the WAL fsync), leasing.ts (order, expiry), in-flight.ts (what is out),
+ * durability.ts (the WAL fsync), checkpoints.ts (the WAL into spool.db), leasing.ts (order, expiry), in-flight.ts (what is out),
  * maintenance.ts (the periodic round), clock-steps.ts, targets.ts, statements.ts (the SQL),
  * reserve.ts, free-space.ts, stats.ts, dead-letters.ts, owner-lock.ts.
  * The commits run on the main thread: bench/spool.ts measures what a commit costs the event loop.
@@ -83,6 +83,15 @@ export class SqliteSpool implements Spool {
     if (open === undefined) return;
     this.#open = undefined;
     clearInterval(open.timer);
+    // A step seen since the last commit or maintenance round is recorded now: after the restart
+    // nothing monotonic is left to tell it by (clock-steps.ts).
+    if (this.#failure === undefined) {
+      try {
+        open.ctx.steps.check(open.ctx.sql);
+      } catch {
+        // The restart rules then take over, as after a crash.
+      }
+    }
     // Commits what can be committed (nothing after a failure); appends still waiting fail as retryable.
     open.writes.stop();
     // Appends waiting for their fsync get it (and resolve) before the file closes; a reserve being

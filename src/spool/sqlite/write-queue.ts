@@ -9,6 +9,7 @@
 import type { RoutedReading } from '../../core/envelope.js';
 import { GatewayError } from '../../core/errors.js';
 import type { DeadLetterReason } from '../interface.js';
+import type { Checkpoints } from './checkpoints.js';
 import { CommitRound } from './commit-round.js';
 import type { SpoolContext } from './context.js';
 import type { WalDurability } from './durability.js';
@@ -24,9 +25,9 @@ export class WriteQueue {
   #timer: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
 
-  constructor(ctx: SpoolContext, durability: WalDurability, reserve: DiskReserve) {
+  constructor(ctx: SpoolContext, durability: WalDurability, reserve: DiskReserve, checkpoints: Checkpoints) {
     this.#ctx = ctx;
-    this.#round = new CommitRound(ctx, durability, reserve);
+    this.#round = new CommitRound(ctx, durability, reserve, checkpoints);
   }
 
   get blocked(): boolean {
