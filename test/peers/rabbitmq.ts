@@ -55,6 +55,8 @@ export interface RabbitMqPeer {
   /** Declares a durable classic queue with these arguments (e.g. `x-max-length`), through
    * `rabbitmqctl import_definitions`: RabbitMQ 4's `/queues/Q` addresses need the queue to exist. */
   declareQueue(name: string, args?: Record<string, string | number | boolean>): Promise<void>;
+  /** Imports definitions (queues, exchanges, bindings… in the export format) into vhost `/`. */
+  importDefinitions(definitions: Record<string, unknown>): Promise<void>;
 }
 
 export interface QueueInfo {
@@ -503,10 +505,12 @@ class RabbitMqNode implements RabbitMqPeer {
   }
 
   async declareQueue(name: string, args: Record<string, string | number | boolean> = {}): Promise<void> {
-    const file = `queue-${randomBytes(4).toString('hex')}.json`;
-    await writeFile(join(this.dir, file), JSON.stringify({
-      queues: [{ name, vhost: '/', durable: true, auto_delete: false, arguments: args }],
-    }));
+    await this.importDefinitions({ queues: [{ name, vhost: '/', durable: true, auto_delete: false, arguments: args }] });
+  }
+
+  async importDefinitions(definitions: Record<string, unknown>): Promise<void> {
+    const file = `definitions-${randomBytes(4).toString('hex')}.json`;
+    await writeFile(join(this.dir, file), JSON.stringify(definitions));
     try {
       await this.ctl(['import_definitions', this.seen(file)]);
     } finally {
