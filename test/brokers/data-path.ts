@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import type { Message } from 'rhea';
 import { payloadOf } from '../peers/amqp-consumer.js';
 import { makeTestPki, type TestPki } from '../peers/certs.js';
@@ -25,6 +25,18 @@ export function cappedRetries(pipe: Pipeline, code: string): number {
   return pipe.lines.filter((l) => l.code === code && /retrying at the capped interval/.test(String(l.msg))).length;
 }
 
+/** `until`, and on a timeout the pipeline's last warnings and errors, so a failure says what the gateway saw. */
+export async function waitFor(pipe: Pipeline, condition: () => boolean | Promise<boolean>, what: string, timeoutMs?: number): Promise<void> {
+  try {
+    await until(condition, what, timeoutMs);
+  } catch (error) {
+    const lines = pipe.lines.filter((l) => l.level === 'warn' || l.level === 'error').slice(-8)
+      .map((l) => JSON.stringify({ msg: l.msg, address: l.address, code: l.code, condition: l.condition, err: l.err }));
+    throw new Error(`${(error as Error).message}; spool ${JSON.stringify(pipe.spool.stats())}; outcomes ${JSON.stringify(pipe.forwarder.stats().outcomes)}\n` +
+      `last warnings and errors:\n${lines.join('\n')}`);
+  }
+}
+
 export function describeDataPath(kind: BrokerKind): void {
   let pki: TestPki;
   let broker: BrokerUnderTest;
@@ -34,16 +46,18 @@ export function describeDataPath(kind: BrokerKind): void {
     broker = await kind.start(pki);
   });
 
+  // A test that failed while the broker was stopped must not fail the ones after it.
+  beforeEach(async () => {
+    if (broker !== undefined && !broker.running) await broker.start();
+  });
+
   after(async () => {
     await broker?.destroy();
     if (pki !== undefined) await rm(pki.dir, { recursive: true, force: true });
   });
 
-  const pipeline = async (options: Partial<PipelineOptions> = {}): Promise<Pipeline> => {
-    // A test that failed while the broker was stopped must not fail the ones after it.
-    if (!broker.running) await broker.start();
-    return startPipeline({ url: broker.url, pki, ...options, upstream: { ...broker.login, ...options.upstream } });
-  };
+  const pipeline = (options: Partial<PipelineOptions> = {}): Promise<Pipeline> =>
+    startPipeline({ url: broker.url, pki, ...options, upstream: { ...broker.login, ...options.upstream } });
 
   describe(`data path to ${kind.name} (TLS, client certificate)`, () => {
     test('a backlog drains exactly once, in order per address, every message durable with the mapped properties', async () => {
@@ -53,7 +67,7 @@ export function describeDataPath(kind: BrokerKind): void {
       const pipe = await pipeline({ properties: { line: 'L1', shift: 2 } });
       try {
         for (let i = 0; i < 500; i++) await pipe.spool.append([a[3 * i]!, b[i]!, a[3 * i + 1]!, a[3 * i + 2]!]);
-        await until(() => pipe.spool.stats().depth === 0, 'the spool to drain');
+        await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the spool to drain');
         assert.equal(pipe.forwarder.stats().outcomes.accepted, 2000);
       } finally {
         await pipe.stop();
@@ -87,11 +101,11 @@ export function describeDataPath(kind: BrokerKind): void {
       const sampler = setInterval(sample, 1);
       try {
         pipe.upstream.link(address, 'at-least-once');
-        await until(() => pipe.upstream.credit() > 0, 'the broker to grant credit');
+        await waitFor(pipe, () => pipe.upstream.credit() > 0, 'the broker to grant credit');
         sample();
         const backlog = readings(5000, address, 'c');
         for (let i = 0; i < backlog.length; i += 500) await pipe.spool.append(backlog.slice(i, i + 500));
-        await until(() => pipe.spool.stats().depth === 0, 'the spool to drain');
+        await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the spool to drain');
         assertInOrder(await broker.consume('credit', backlog.length), backlog.map((r) => r.id), 'credit');
       } finally {
         clearInterval(sampler);
@@ -112,26 +126,26 @@ export function describeDataPath(kind: BrokerKind): void {
       const pipe = await pipeline();
       const sent: string[] = [];
       try {
-        await until(() => pipe.upstream.state().connected, 'connected');
+        await waitFor(pipe, () => pipe.upstream.state().connected, 'connected');
         const first = readings(300, address, 'before');
         await pipe.spool.append(first);
         sent.push(...first.map((r) => r.id));
-        await until(() => pipe.spool.stats().depth === 0, 'the first batch to drain');
+        await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the first batch to drain');
 
         const failedAttempts = (): number => pipe.lines.filter((l) => l.msg === 'upstream connection failed; retrying').length;
         const failedBefore = failedAttempts();
         await broker.stop();
-        await until(() => !pipe.upstream.state().connected, 'the upstream to notice the outage');
+        await waitFor(pipe, () => !pipe.upstream.state().connected, 'the upstream to notice the outage');
         const during = readings(700, address, 'during');
         for (let i = 0; i < during.length; i += 50) await pipe.spool.append(during.slice(i, i + 50));
         sent.push(...during.map((r) => r.id));
         // Two attempts refused after the readings were spooled: the forwarder had every chance to lose them.
         const failedAfterAppend = failedAttempts();
-        await until(() => failedAttempts() >= Math.max(failedBefore, failedAfterAppend) + 2, 'two failed reconnection attempts');
+        await waitFor(pipe, () => failedAttempts() >= Math.max(failedBefore, failedAfterAppend) + 2, 'two failed reconnection attempts');
         assert.equal(pipe.spool.stats().depth, 700, 'readings wait in the spool while the broker is down');
 
         await broker.start();
-        await until(() => pipe.spool.stats().depth === 0, 'the backlog to drain after the broker is back', 120_000);
+        await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the backlog to drain after the broker is back', 120_000);
         assert.ok(pipe.upstream.state().reconnects >= 1);
       } finally {
         await pipe.stop();
@@ -144,17 +158,17 @@ export function describeDataPath(kind: BrokerKind): void {
       const pipe = await pipeline();
       const stream = readings(3000, address, 'stream');
       try {
-        await until(() => pipe.upstream.state().connected, 'connected');
+        await waitFor(pipe, () => pipe.upstream.state().connected, 'connected');
         const appending = (async () => {
           for (let i = 0; i < stream.length; i += 10) {
             await pipe.spool.append(stream.slice(i, i + 10));
             await new Promise((r) => setTimeout(r, 2));
           }
         })();
-        await until(() => pipe.forwarder.stats().outcomes.accepted > 300, 'the stream to be flowing');
+        await waitFor(pipe, () => pipe.forwarder.stats().outcomes.accepted > 300, 'the stream to be flowing');
         await broker.restart();
         await appending;
-        await until(() => pipe.spool.stats().depth === 0, 'the stream to drain after the restart', 120_000);
+        await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the stream to drain after the restart', 120_000);
       } finally {
         await pipe.stop();
       }
@@ -168,7 +182,7 @@ export function describeDataPath(kind: BrokerKind): void {
     test('a server certificate from a CA the gateway does not trust is refused and retried at the cap', async () => {
       const pipe = await pipeline({ ca: pki.foreignCa.cert });
       try {
-        await until(() => cappedRetries(pipe, 'UPSTREAM_TLS') >= 3, 'three refusals retried at the cap', 30_000);
+        await waitFor(pipe, () => cappedRetries(pipe, 'UPSTREAM_TLS') >= 3, 'three refusals retried at the cap', 30_000);
         assert.equal(pipe.upstream.state().connected, false);
       } finally {
         await pipe.stop();
@@ -178,8 +192,8 @@ export function describeDataPath(kind: BrokerKind): void {
     test('a client certificate from a foreign CA is refused by the broker, and the gateway retries', async () => {
       const pipe = await pipeline({ client: pki.foreignClient });
       try {
-        await until(() => pipe.upstream.state().lastError !== undefined, 'the refusal', 30_000);
-        await until(() => pipe.lines.filter((l) => /retrying/.test(String(l.msg))).length >= 2, 'two retries', 30_000);
+        await waitFor(pipe, () => pipe.upstream.state().lastError !== undefined, 'the refusal', 30_000);
+        await waitFor(pipe, () => pipe.lines.filter((l) => /retrying/.test(String(l.msg))).length >= 2, 'two retries', 30_000);
         assert.equal(pipe.upstream.state().connected, false);
       } finally {
         await pipe.stop();
@@ -194,9 +208,9 @@ export function describeDataPath(kind: BrokerKind): void {
       try {
         const sent = readings(20, address, 'p');
         await good.spool.append(sent);
-        await until(() => good.spool.stats().depth === 0, 'the spool to drain');
+        await waitFor(good, () => good.spool.stats().depth === 0, 'the spool to drain');
         assertInOrder(await broker.consume('plain-tls', 20), sent.map((r) => r.id), 'plain-tls');
-        await until(() => cappedRetries(wrong, 'UPSTREAM_AUTH') >= 2, 'the refused password to be retried at the cap', 30_000);
+        await waitFor(wrong, () => cappedRetries(wrong, 'UPSTREAM_AUTH') >= 2, 'the refused password to be retried at the cap', 30_000);
         assert.equal(wrong.upstream.state().connected, false);
         assert.ok(!JSON.stringify(wrong.lines).includes('not-the-password-7f3a'), 'the password reached a log line');
       } finally {
@@ -215,12 +229,12 @@ export function describeDataPath(kind: BrokerKind): void {
         const pipe = await pipeline();
         const sent = readings(2000, address, 'k');
         try {
-          await until(() => pipe.upstream.state().connected, 'connected');
+          await waitFor(pipe, () => pipe.upstream.state().connected, 'connected');
           await pipe.spool.append(sent.slice(0, 1000));
-          await until(() => pipe.forwarder.stats().outcomes.accepted > 100, 'readings flowing');
+          await waitFor(pipe, () => pipe.forwarder.stats().outcomes.accepted > 100, 'readings flowing');
           await broker.closeConnections();
           await pipe.spool.append(sent.slice(1000));
-          await until(() => pipe.spool.stats().depth === 0, 'the spool to drain over a new connection', 60_000);
+          await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the spool to drain over a new connection', 60_000);
           assert.ok(pipe.upstream.state().reconnects >= 1, 'no reconnection');
         } finally {
           await pipe.stop();
@@ -238,9 +252,9 @@ export function describeDataPath(kind: BrokerKind): void {
         try {
           const sent = readings(10, address, 'x');
           await known.spool.append(sent);
-          await until(() => known.spool.stats().depth === 0, 'the spool to drain');
+          await waitFor(known, () => known.spool.stats().depth === 0, 'the spool to drain');
           assertInOrder(await broker.consume('external', 10), sent.map((r) => r.id), 'external');
-          await until(() => cappedRetries(unknown, 'UPSTREAM_AUTH') >= 2, 'the unknown CN to be retried at the cap', 30_000);
+          await waitFor(unknown, () => cappedRetries(unknown, 'UPSTREAM_AUTH') >= 2, 'the unknown CN to be retried at the cap', 30_000);
           assert.equal(unknown.upstream.state().lastError?.condition, 'amqp:unauthorized-access');
           assert.equal(unknown.upstream.state().connected, false);
         } finally {

@@ -17,7 +17,7 @@ import { startGateway } from '../peers/gateway.js';
 import type { RabbitMqPeer } from '../peers/rabbitmq.js';
 import { startRabbitMq4 } from '../peers/rabbitmq4.js';
 import { readings, startPipeline, until, type Pipeline } from '../upstream/pipeline.js';
-import { assertInOrder } from './data-path.js';
+import { assertInOrder, waitFor } from './data-path.js';
 
 const MAX_MESSAGE_SIZE = 1024 * 1024;
 
@@ -71,7 +71,7 @@ describe('RabbitMQ 4.0 addresses', () => {
     assert.equal(toExchange[0]!.address, '/exchanges/plant%20data/hall%202.temp%C2%B0C');
     const pipe = await pipeline();
     await pipe.spool.append([...toQueue, ...toExchange]);
-    await until(() => pipe.spool.stats().depth === 0, 'the spool to drain');
+    await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the spool to drain');
     assertInOrder(await read('line 1%ü', 50), toQueue.map((r) => r.id), 'queue named with a space, a % and a ü');
     assertInOrder(await read('hall telemetry', 50), toExchange.map((r) => r.id), 'through the exchange, by the encoded key');
   });
@@ -85,7 +85,7 @@ describe('RabbitMQ 4.0 addresses', () => {
     const toQueue = readings(30, '/queue/v1-declared', 'v1q');
     const toExchange = readings(30, '/exchange/amq.direct/v1key', 'v1x');
     await pipe.spool.append([...toQueue, ...toExchange]);
-    await until(() => pipe.spool.stats().depth === 0, 'the spool to drain');
+    await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the spool to drain');
     assertInOrder(await read('v1-declared', 30), toQueue.map((r) => r.id), '/queue/v1-declared');
     assertInOrder(await read('v1-bound', 30), toExchange.map((r) => r.id), '/exchange/amq.direct/v1key');
   });
@@ -100,15 +100,15 @@ describe('RabbitMQ 4.0: a target that does not exist, or goes away', () => {
     await pipe.spool.append(absent.slice(0, 10));
     await pipe.spool.append(present);
     await pipe.spool.append(absent.slice(10));
-    await until(() => pipe.lines.some((l) => l.address === v2('absent') && l.condition === 'amqp:not-found'),
-      'a log line naming the refused address and amqp:not-found');
-    await until(() => pipe.forwarder.stats().outcomes.accepted >= 200, 'the other address to drain');
+    await waitFor(pipe, () => pipe.forwarder.stats().outcomes.accepted >= 200, 'the other address to drain');
     assertInOrder(await read('present', 200), present.map((r) => r.id), 'present');
+    await waitFor(pipe, () => pipe.lines.some((l) => l.address === v2('absent') && l.condition === 'amqp:not-found'),
+      'a log line naming the refused address and amqp:not-found');
     assert.equal(pipe.spool.stats().depth, 20, 'the refused readings wait in the spool');
     assert.equal(pipe.upstream.state().reconnects, 0, 'the connection itself was kept');
 
     await broker.declareQueue('absent');
-    await until(() => pipe.spool.stats().depth === 0, 'the refused address to recover without a restart');
+    await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the refused address to recover without a restart');
     assertInOrder(await read('absent', 20), absent.map((r) => r.id), 'absent, once declared');
   });
 
@@ -143,16 +143,16 @@ describe('RabbitMQ 4.0: a target that does not exist, or goes away', () => {
     const pipe = await pipeline();
     const address = v2('deleted');
     await pipe.spool.append(readings(50, address, 'first'));
-    await until(() => pipe.spool.stats().depth === 0, 'the first readings to drain');
+    await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the first readings to drain');
     await broker.deleteQueue('deleted');
-    await until(() => linkClosed(pipe, address, 'amqp:resource-deleted') >= 1, 'the link detached with amqp:resource-deleted');
+    await waitFor(pipe, () => linkClosed(pipe, address, 'amqp:resource-deleted') >= 1, 'the link detached with amqp:resource-deleted');
     const later = readings(40, address, 'later');
     await pipe.spool.append(later);
-    await until(() => pipe.lines.filter((l) => l.address === address && l.condition === 'amqp:not-found').length >= 1,
+    await waitFor(pipe, () => pipe.lines.filter((l) => l.address === address && l.condition === 'amqp:not-found').length >= 1,
       'the re-attach refused while the queue is gone');
     assert.equal(pipe.spool.stats().depth, 40, 'readings for the deleted queue wait in the spool');
     await broker.declareQueue('deleted');
-    await until(() => pipe.spool.stats().depth === 0, 'the readings to flow once the queue is back');
+    await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the readings to flow once the queue is back');
     assertInOrder(await read('deleted', 40), later.map((r) => r.id), 'after the queue came back');
   });
 });
@@ -164,9 +164,9 @@ describe('RabbitMQ 4.0 outcomes', () => {
     const unroutable = readings(1, '/exchanges/amq.direct/nobody-bound', 'lost');
     const routable = readings(500, v2('beside-unroutable'), 'fine');
     await pipe.spool.append(unroutable);
-    await until(() => pipe.forwarder.stats().outcomes.released >= 1, 'the unroutable reading to be released');
+    await waitFor(pipe, () => pipe.forwarder.stats().outcomes.released >= 1, 'the unroutable reading to be released');
     await pipe.spool.append(routable);
-    await until(() => pipe.forwarder.stats().outcomes.accepted >= 500, 'the routable readings to drain');
+    await waitFor(pipe, () => pipe.forwarder.stats().outcomes.accepted >= 500, 'the routable readings to drain');
     const released = pipe.forwarder.stats().outcomes.released;
     // A resend on every release is thousands a second over loopback; a backoff per address is a few.
     assert.ok(released <= 10, `the unroutable reading was released ${released} times while 500 others drained`);
@@ -181,7 +181,7 @@ describe('RabbitMQ 4.0 outcomes', () => {
     const pipe = await pipeline();
     const sent = readings(5, v2('bounded'), 'b');
     await pipe.spool.append(sent);
-    await until(() => pipe.spool.stats().depth === 0, 'every reading settled for good');
+    await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'every reading settled for good');
     assert.equal(pipe.forwarder.stats().outcomes.rejected, 2);
     const dead = pipe.spool.deadLetters.list();
     assert.deepEqual(dead.map((d) => d.id).sort(), sent.slice(3).map((r) => r.id).sort());
@@ -198,21 +198,21 @@ describe('RabbitMQ 4.0 flow control and sizes', () => {
     const address = v2('alarm');
     const before = readings(10, address, 'before');
     await pipe.spool.append(before);
-    await until(() => pipe.spool.stats().depth === 0, 'the first readings to drain');
+    await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the first readings to drain');
     const alarms = async (): Promise<string> => broker.ctl(['eval', 'rabbit_alarm:get_alarms().']);
     try {
       await broker.ctl(['set_disk_free_limit', '1000000GB']);
-      await until(async () => /disk/.test(await alarms()), 'the disk alarm', 60_000);
+      await waitFor(pipe, async () => /disk/.test(await alarms()), 'the disk alarm', 60_000);
       const during = readings(300, address, 'during');
       await pipe.spool.append(during);
-      await until(() => pipe.spool.stats().inFlight > 0, 'the forwarder to try to send');
+      await waitFor(pipe, () => pipe.spool.stats().inFlight > 0, 'the forwarder to try to send');
       assert.equal(await broker.queueDepth('alarm'), 10, 'messages got into the queue during the alarm');
       assert.equal(pipe.forwarder.stats().outcomes.accepted, 10);
       assert.equal(pipe.spool.stats().depth, 300);
       assert.equal(await broker.queueDepth('alarm'), 10, 'messages got into the queue during the alarm');
       await broker.ctl(['set_disk_free_limit', '1MB']);
-      await until(async () => !/disk/.test(await alarms()), 'the disk alarm to clear', 60_000);
-      await until(() => pipe.spool.stats().depth === 0, 'the readings to drain after the alarm', 120_000);
+      await waitFor(pipe, async () => !/disk/.test(await alarms()), 'the disk alarm to clear', 60_000);
+      await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the readings to drain after the alarm', 120_000);
       assertInOrder(await read('alarm', 310), [...before, ...during].map((r) => r.id), 'across the alarm');
     } finally {
       await broker.ctl(['set_disk_free_limit', '1MB']).catch(() => undefined);
@@ -228,7 +228,7 @@ describe('RabbitMQ 4.0 flow control and sizes', () => {
     await pipe.spool.append(small.slice(0, 5));
     await pipe.spool.append([big!]);
     await pipe.spool.append(small.slice(5));
-    await until(() => pipe.spool.stats().depth === 0 && pipe.spool.stats().deadLetters === 1,
+    await waitFor(pipe, () => pipe.spool.stats().depth === 0 && pipe.spool.stats().deadLetters === 1,
       'the oversized reading dead-lettered and the others delivered', 60_000);
     const [dead] = pipe.spool.deadLetters.list();
     assert.equal(dead!.id, big!.id);
@@ -244,7 +244,7 @@ describe('RabbitMQ 4.0 flow control and sizes', () => {
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 31) & 0xff;
     const [large] = readings(1, v2('frames'), 'large', { payload });
     await pipe.spool.append([large!]);
-    await until(() => pipe.spool.stats().depth === 0, 'the large reading to be accepted');
+    await waitFor(pipe, () => pipe.spool.stats().depth === 0, 'the large reading to be accepted');
     const [got] = await read('frames', 1);
     assert.equal(String(got!.message_id), large!.id);
     assert.ok(payloadOf(got!).equals(payload), 'the payload arrived changed');
