@@ -21,6 +21,7 @@ import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestPki } from './certs.js';
 import { freePort } from './ports.js';
+import { killGroup, startWatchdog } from './rabbitmq.js';
 
 const run = promisify(execFile);
 const HOME = '/usr/share/activemq';
@@ -83,6 +84,7 @@ class ActiveMqBroker implements ActiveMqPeer {
   readonly host = '127.0.0.1' as const;
   amqpsPort = 0;
   #child: ChildProcess | undefined;
+  #watchdog: ChildProcess | undefined;
   #exited: Promise<void> | undefined;
   #destroyed = false;
   readonly #storePassword = randomBytes(12).toString('hex');
@@ -178,6 +180,8 @@ class ActiveMqBroker implements ActiveMqPeer {
       });
       child.unref();
       this.#child = child;
+      // The 'exit' hook does not run when the test process dies by a signal: this kills the broker then.
+      if (child.pid !== undefined) this.#watchdog = startWatchdog([child.pid]);
       process.once('exit', this.#killOnExit);
     } finally {
       await out.close();
@@ -226,6 +230,8 @@ class ActiveMqBroker implements ActiveMqPeer {
         }
       }
     } finally {
+      if (this.#watchdog?.pid !== undefined) killGroup(this.#watchdog.pid, 'SIGKILL');
+      this.#watchdog = undefined;
       this.#child = undefined;
       process.removeListener('exit', this.#killOnExit);
     }
@@ -240,14 +246,6 @@ class ActiveMqBroker implements ActiveMqPeer {
     await this.stop();
     this.#destroyed = true;
     await rm(this.dir, { recursive: true, force: true });
-  }
-}
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // Already gone.
   }
 }
 

@@ -556,7 +556,7 @@ const spawnErrors = new WeakMap<ChildProcess, Error>();
  * and the node runs in its own process groups, out of reach of that signal. This shell polls the
  * test process and kills the groups once it is gone; `stop()` kills the shell first.
  */
-function startWatchdog(groups: number[]): ChildProcess {
+export function startWatchdog(groups: number[]): ChildProcess {
   // A killed test process can stay a zombie for seconds (PID 1 here reaps slowly): count that as gone.
   const script = 'parent=$1; shift; ' +
     'while state=$(sed "s/.*) //" "/proc/$parent/stat" 2>/dev/null) && [ "${state#Z}" = "$state" ]; do sleep 1; done; ' +
@@ -569,7 +569,7 @@ function startWatchdog(groups: number[]): ChildProcess {
 }
 
 /** Signals the process group the child leads (it was spawned detached). */
-function killGroup(pid: number, signal: NodeJS.Signals): void {
+export function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
   } catch {
