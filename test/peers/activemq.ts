@@ -135,8 +135,16 @@ class ActiveMqBroker implements ActiveMqPeer {
   <broker xmlns="http://activemq.apache.org/schema/core" brokerName="uplink-test" useJmx="false"
           persistent="true" dataDirectory="${xml(join(this.dir, 'data'))}" advisorySupport="false">
     <destinationPolicy><policyMap><policyEntries>
-      <policyEntry queue="&gt;" producerFlowControl="true" memoryLimit="${xml(this.options.memoryLimit ?? '64mb')}"/>
+      <!-- A small cache per queue: queues nobody reads (a benchmark's) must not fill the broker's
+           memory, or every producer waits for credit (flow control). -->
+      <policyEntry queue="&gt;" producerFlowControl="true" memoryLimit="${xml(this.options.memoryLimit ?? '4mb')}"/>
     </policyEntries></policyMap></destinationPolicy>
+    <!-- Producers wait (flow control) well before the 512 MB heap runs out. -->
+    <systemUsage><systemUsage>
+      <memoryUsage><memoryUsage limit="256 mb"/></memoryUsage>
+      <storeUsage><storeUsage limit="4 gb"/></storeUsage>
+      <tempUsage><tempUsage limit="1 gb"/></tempUsage>
+    </systemUsage></systemUsage>
     <plugins>
       <simpleAuthenticationPlugin anonymousAccessAllowed="false">
         <users>
@@ -167,7 +175,9 @@ class ActiveMqBroker implements ActiveMqPeer {
     const logStart = await readFile(this.logFile).then((b) => b.length, () => 0);
     try {
       const child = spawn('java', [
-        '-Xms64M', '-Xmx256M',
+        // Debian's own default heap; an OutOfMemoryError ends the broker instead of leaving it hung
+        // with its sockets open (it stopped reading them, and clients waited for ever).
+        '-Xms64M', '-Xmx512M', '-XX:+ExitOnOutOfMemoryError',
         `-Dlog4j.configuration=file:${join(this.dir, 'log4j.properties')}`,
         // The module's jars join Debian's lib/ on the broker's own class path.
         `-Dactivemq.classpath=${[this.dir, `${HOME}/lib/`, ...this.extraJars].join(':')}`,
