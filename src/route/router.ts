@@ -5,6 +5,12 @@
  * An address may hold placeholders `{N}`, replaced by level N of the topic (from 1; a missing
  * level becomes empty): `/exchange/telemetry/{2}.{3}` with `sensor/line1/temp` gives
  * `/exchange/telemetry/line1.temp`.
+ *
+ * RabbitMQ 4's v2 addresses (`/queues/Q`, `/exchanges/X/KEY`) carry names percent-encoded (RFC 3986),
+ * so there each filling is encoded: `/queues/{2}` with `plant/line 1/temp` gives
+ * `/queues/line%201`, the queue `line 1`. The rest of the template is the user's, taken as written
+ * (already encoded). Other address forms (RabbitMQ's v1 `/queue/Q`, ActiveMQ's `queue://Q`) take
+ * names as they are, and so the fillings.
  */
 import type { Envelope, RoutedReading } from '../core/envelope.js';
 import { topicMatches } from './topic-filter.js';
@@ -86,5 +92,13 @@ export class Router {
 export function resolveAddress(template: string, topic: string): string {
   if (!template.includes('{')) return template;
   const levels = topic.split('/');
-  return template.replace(PLACEHOLDER, (_, n: string) => levels[Number(n) - 1] ?? '');
+  const fill = V2_ADDRESS.test(template) ? percentEncode : (level: string): string => level;
+  return template.replace(PLACEHOLDER, (_, n: string) => fill(levels[Number(n) - 1] ?? ''));
+}
+
+const V2_ADDRESS = /^\/(queues|exchanges)\//;
+
+/** Everything but RFC 3986's unreserved characters; encodeURIComponent leaves !'()* as they are. */
+function percentEncode(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }

@@ -1,5 +1,5 @@
 /**
- * Reads messages back from a broker over AMQP 1.0 (TLS + SASL EXTERNAL), for tests to check what
+ * Reads messages back from a broker over AMQP 1.0 (TLS + SASL EXTERNAL, or PLAIN), for tests to check what
  * arrived upstream. Each message is accepted on its own tick (FACTS.md: rhea merges settlement
  * ranges wrongly when several are settled in one tick).
  */
@@ -17,6 +17,8 @@ export interface ConsumeOptions {
   /** …or when nothing more arrived for this long. */
   idleMs?: number;
   timeoutMs?: number;
+  /** SASL PLAIN instead of EXTERNAL (ActiveMQ has no EXTERNAL); the client certificate is still presented. */
+  plain?: { username: string; password: string };
 }
 
 export async function consume(options: ConsumeOptions): Promise<Message[]> {
@@ -24,7 +26,8 @@ export async function consume(options: ConsumeOptions): Promise<Message[]> {
   const connection = container.connect({
     transport: 'tls', host: options.host, port: options.port, servername: 'localhost',
     ca: readFileSync(options.pki.ca.cert), cert: readFileSync(options.pki.client.cert), key: readFileSync(options.pki.client.key),
-    enable_sasl_external: true, reconnect: false,
+    reconnect: false,
+    ...(options.plain ? { username: options.plain.username, password: options.plain.password } : { enable_sasl_external: true }),
   } as unknown as ConnectionOptions);
   const messages: Message[] = [];
   try {

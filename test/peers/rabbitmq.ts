@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { access, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, copyFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,8 +9,10 @@ import type { TestPki } from './certs.js';
 import { freePorts } from './ports.js';
 
 /**
- * A private RabbitMQ 3.10 node for integration tests: AMQP 1.0 over TLS only, client certificates
- * required, SASL EXTERNAL with the certificate's CN as the user name.
+ * A private RabbitMQ node for integration tests: AMQP 1.0 over TLS only, client certificates
+ * required, SASL EXTERNAL with the certificate's CN as the user name. `startRabbitMq` runs
+ * Debian 12's RabbitMQ 3.10 (AMQP 1.0 plugin) from this machine; test/peers/rabbitmq4.ts runs
+ * RabbitMQ 4 (native AMQP 1.0) from a Debian 13 root through the same node code (a NodeRuntime).
  *
  * Everything the node owns (config, database, logs, Erlang cookie) lives in `dir`, and it listens on
  * free loopback ports only (AMQPS, Erlang distribution, and its own epmd), so it runs beside a system
@@ -25,6 +27,8 @@ export interface RabbitMqPeer {
   readonly amqpPort: number;
   /** Erlang node name, unique per peer (`uplink-test-<hex>@localhost`). */
   readonly nodeName: string;
+  /** Which RabbitMQ this is, e.g. `RabbitMQ 3.10` or `RabbitMQ 4.0`. */
+  readonly product: string;
   /** The node's own directory: config, database (`mnesia/`), logs (`log/`). */
   readonly dir: string;
   /** The node's main log file, for a test that wants to read why it refused something. */
@@ -48,6 +52,11 @@ export interface RabbitMqPeer {
   queueDepth(name: string): Promise<number | undefined>;
   purgeQueue(name: string): Promise<void>;
   deleteQueue(name: string): Promise<void>;
+  /** Declares a durable classic queue with these arguments (e.g. `x-max-length`), through
+   * `rabbitmqctl import_definitions`: RabbitMQ 4's `/queues/Q` addresses need the queue to exist. */
+  declareQueue(name: string, args?: Record<string, string | number | boolean>): Promise<void>;
+  /** Imports definitions (queues, exchanges, bindings… in the export format) into vhost `/`. */
+  importDefinitions(definitions: Record<string, unknown>): Promise<void>;
 }
 
 export interface QueueInfo {
@@ -70,6 +79,40 @@ export interface RabbitMqOptions {
   binDir?: string;
   /** Bound on one start-up. Default 60 s (a start takes 6-8 s on a 2-core machine). */
   startTimeoutMs?: number;
+  /** More rabbitmq.conf lines, e.g. `max_message_size = 1048576`. */
+  config?: string[];
+}
+
+/**
+ * How a node's programs run, and what differs between RabbitMQ versions. The node's directory is
+ * `dir` on this machine; the node itself may see it elsewhere (`path(dir)`), e.g. inside a chroot.
+ */
+export interface NodeRuntime {
+  /** What logs and errors call it, e.g. `RabbitMQ 3.10`. */
+  readonly product: string;
+  /** Where `rabbitmq-server` and `rabbitmqctl` are, as the node sees it. */
+  readonly binDir: string;
+  /** `dir` as the node's programs see it. */
+  path(dir: string): string;
+  /** The command that runs `program` (a name on the node's PATH or a path the node sees). */
+  command(dir: string, program: string, args: string[]): { file: string; args: string[] };
+  /** Plugins to enable. */
+  readonly plugins: string[];
+  /** Config lines that only this version has (or needs). */
+  readonly config: string[];
+}
+
+/** Debian 12's RabbitMQ 3.10, run directly on this machine. */
+function hostRuntime(binDir: string): NodeRuntime {
+  return {
+    product: 'RabbitMQ 3.10',
+    binDir,
+    path: (dir) => dir,
+    command: (_dir, program, args) => ({ file: program, args }),
+    plugins: ['rabbitmq_amqp1_0', 'rabbitmq_auth_mechanism_ssl'],
+    // Otherwise ANONYMOUS and no-SASL AMQP 1.0 clients are logged in as this user.
+    config: ['amqp1_0.default_user = none'],
+  };
 }
 
 const DEFAULT_BIN_DIR = '/usr/lib/rabbitmq/bin';
@@ -88,8 +131,13 @@ export async function startRabbitMq(options: RabbitMqOptions): Promise<RabbitMqP
         '`apt-get install rabbitmq-server` (Debian) or pass binDir');
     }
   }
+  return startRabbitMqNode(options, hostRuntime(binDir));
+}
+
+/** Creates and starts a private node that runs through `runtime`. */
+export async function startRabbitMqNode(options: RabbitMqOptions, runtime: NodeRuntime): Promise<RabbitMqPeer> {
   const dir = await mkdtemp(join(tmpdir(), 'uplink-rabbitmq-'));
-  const node = new RabbitMqNode(dir, binDir, options);
+  const node = new RabbitMqNode(dir, runtime, options);
   try {
     await node.init();
     await node.startWithPortRetry();
@@ -127,7 +175,7 @@ class RabbitMqNode implements RabbitMqPeer {
   private readonly env: NodeJS.ProcessEnv;
   private readonly killOnExit = (): void => this.killNow();
 
-  constructor(readonly dir: string, private readonly binDir: string, private readonly options: RabbitMqOptions) {
+  constructor(readonly dir: string, private readonly runtime: NodeRuntime, private readonly options: RabbitMqOptions) {
     this.nodeName = `uplink-test-${randomBytes(4).toString('hex')}@localhost`;
     this.users = options.users ?? [options.pki.clientCn];
     this.startTimeoutMs = options.startTimeoutMs ?? 60_000;
@@ -136,6 +184,19 @@ class RabbitMqNode implements RabbitMqPeer {
 
   get amqpsPort(): number {
     return this.ports.amqps;
+  }
+
+  get product(): string {
+    return this.runtime.product;
+  }
+
+  /** A path under `dir`, as the node's programs see it. */
+  private seen(...parts: string[]): string {
+    return join(this.runtime.path(this.dir), ...parts);
+  }
+
+  private command(program: string, args: string[]): { file: string; args: string[] } {
+    return this.runtime.command(this.dir, program, args);
   }
 
   get amqpPort(): number {
@@ -160,13 +221,17 @@ class RabbitMqNode implements RabbitMqPeer {
 
   /** Writes everything that does not depend on the ports. */
   async init(): Promise<void> {
-    await Promise.all(['home', 'mnesia', 'log'].map((sub) => mkdir(join(this.dir, sub))));
+    await Promise.all(['home', 'mnesia', 'log', 'tls'].map((sub) => mkdir(join(this.dir, sub))));
+    // Copies, so that a node that sees only its own directory (a chroot) can read them.
+    const { pki } = this.options;
+    await Promise.all([[pki.ca.cert, 'ca.pem'], [pki.server.cert, 'server.pem'], [pki.server.key, 'server.key']]
+      .map(([from, to]) => copyFile(from!, join(this.dir, 'tls', to!))));
     // Written here rather than left to the first Erlang process, so that the server and every
     // rabbitmqctl agree on it whichever starts first.
     const cookie = join(this.dir, 'home', '.erlang.cookie');
     await writeFile(cookie, randomBytes(16).toString('hex').toUpperCase(), { mode: 0o400 });
     await writeFile(join(this.dir, 'rabbitmq-env.conf'), '');
-    await writeFile(join(this.dir, 'enabled_plugins'), '[rabbitmq_amqp1_0,rabbitmq_auth_mechanism_ssl].\n');
+    await writeFile(join(this.dir, 'enabled_plugins'), `[${this.runtime.plugins.join(',')}].\n`);
     // Definitions imported at boot replace the default user and vhost, so `guest` never exists.
     // The certificate users have no password at all: the only way in for them is a certificate.
     const users = [
@@ -198,26 +263,25 @@ class RabbitMqNode implements RabbitMqPeer {
   }
 
   private async writeConfig(): Promise<void> {
-    const { pki } = this.options;
     const plain = this.plain.length > 0;
     const lines = [
       plain ? `listeners.tcp.default = 127.0.0.1:${this.ports.amqp}` : 'listeners.tcp = none',
       `listeners.ssl.default = 127.0.0.1:${this.ports.amqps}`,
-      `ssl_options.cacertfile = ${pki.ca.cert}`,
-      `ssl_options.certfile = ${pki.server.cert}`,
-      `ssl_options.keyfile = ${pki.server.key}`,
+      `ssl_options.cacertfile = ${this.seen('tls', 'ca.pem')}`,
+      `ssl_options.certfile = ${this.seen('tls', 'server.pem')}`,
+      `ssl_options.keyfile = ${this.seen('tls', 'server.key')}`,
       'ssl_options.verify = verify_peer',
       'ssl_options.fail_if_no_peer_cert = true',
       'auth_mechanisms.1 = EXTERNAL',
       ...(plain ? ['auth_mechanisms.2 = PLAIN'] : []),
       'ssl_cert_login_from = common_name',
-      // Otherwise ANONYMOUS and no-SASL AMQP 1.0 clients are logged in as this user.
-      'amqp1_0.default_user = none',
+      ...this.runtime.config,
       'loopback_users = none',
-      `load_definitions = ${join(this.dir, 'definitions.json')}`,
+      `load_definitions = ${this.seen('definitions.json')}`,
       'distribution.listener.interface = 127.0.0.1',
       `distribution.listener.port_range.min = ${this.ports.dist}`,
       `distribution.listener.port_range.max = ${this.ports.dist}`,
+      ...(this.options.config ?? []),
     ];
     await writeFile(join(this.dir, 'rabbitmq.conf'), `${lines.join('\n')}\n`);
   }
@@ -232,17 +296,17 @@ class RabbitMqNode implements RabbitMqPeer {
     }
     return {
       ...env,
-      PATH: `${this.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`,
-      HOME: join(this.dir, 'home'),
+      PATH: `${this.runtime.binDir}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+      HOME: this.seen('home'),
       // The Elixir CLI warns on every call without a UTF-8 locale.
       LANG: 'C.UTF-8',
       LC_ALL: 'C.UTF-8',
       RABBITMQ_NODENAME: this.nodeName,
-      RABBITMQ_CONFIG_FILE: join(this.dir, 'rabbitmq.conf'),
-      RABBITMQ_CONF_ENV_FILE: join(this.dir, 'rabbitmq-env.conf'),
-      RABBITMQ_ENABLED_PLUGINS_FILE: join(this.dir, 'enabled_plugins'),
-      RABBITMQ_MNESIA_BASE: join(this.dir, 'mnesia'),
-      RABBITMQ_LOG_BASE: join(this.dir, 'log'),
+      RABBITMQ_CONFIG_FILE: this.seen('rabbitmq.conf'),
+      RABBITMQ_CONF_ENV_FILE: this.seen('rabbitmq-env.conf'),
+      RABBITMQ_ENABLED_PLUGINS_FILE: this.seen('enabled_plugins'),
+      RABBITMQ_MNESIA_BASE: this.seen('mnesia'),
+      RABBITMQ_LOG_BASE: this.seen('log'),
       // Our epmd is started and killed by us; an Erlang VM must never start its own daemon, which
       // would outlive the test.
       RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-start_epmd false',
@@ -261,7 +325,7 @@ class RabbitMqNode implements RabbitMqPeer {
   }
 
   async start(): Promise<void> {
-    if (this.destroyed) throw new Error(`RabbitMQ test peer ${this.nodeName} was destroyed`);
+    if (this.destroyed) throw new Error(`${this.product} test peer ${this.nodeName} was destroyed`);
     if (this.current) return;
     const env = this.portEnv();
     const logOffset = await stat(this.logFile).then((info) => info.size, () => 0);
@@ -270,8 +334,8 @@ class RabbitMqNode implements RabbitMqPeer {
     let server: ChildProcess | undefined;
     try {
       await out.write(`\n=== start ${new Date().toISOString()} ===\n`);
-      epmd = spawn('epmd', ['-port', String(this.ports.epmd), '-address', '127.0.0.1'],
-        { env, detached: true, stdio: ['ignore', out.fd, out.fd] });
+      const epmdCommand = this.command('epmd', ['-port', String(this.ports.epmd), '-address', '127.0.0.1']);
+      epmd = spawn(epmdCommand.file, epmdCommand.args, { env, detached: true, stdio: ['ignore', out.fd, out.fd] });
       const epmdExit = exitOf(epmd);
       epmd.unref();
       await waitForPort(this.ports.epmd, epmdExit, 10_000, 'epmd', EPMD_NAMES_REQ).catch((error: unknown) => {
@@ -279,7 +343,8 @@ class RabbitMqNode implements RabbitMqPeer {
         throw spawnError ? new Error(`epmd (Erlang, from erlang-base) could not be started: ${spawnError.message}`) : error;
       });
 
-      server = spawn(join(this.binDir, 'rabbitmq-server'), [],
+      const serverCommand = this.command(join(this.runtime.binDir, 'rabbitmq-server'), []);
+      server = spawn(serverCommand.file, serverCommand.args,
         { cwd: this.dir, env, detached: true, stdio: ['ignore', out.fd, out.fd] });
       const serverExit = exitOf(server);
       server.unref();
@@ -292,7 +357,7 @@ class RabbitMqNode implements RabbitMqPeer {
       for (const child of [server, epmd]) {
         if (child?.pid !== undefined) killGroup(child.pid, 'SIGKILL');
       }
-      throw new Error(`RabbitMQ test peer: could not spawn: ${String(error)}`);
+      throw new Error(`${this.product} test peer: could not spawn: ${String(error)}`);
     } finally {
       await out.close();
     }
@@ -312,11 +377,11 @@ class RabbitMqNode implements RabbitMqPeer {
     let lastError = '';
     for (;;) {
       if (exited) {
-        throw new Error(`RabbitMQ test peer ${this.nodeName} exited during start-up\n${await this.tail()}`);
+        throw new Error(`${this.product} test peer ${this.nodeName} exited during start-up\n${await this.tail()}`);
       }
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new Error(`RabbitMQ test peer ${this.nodeName} not up after ${this.startTimeoutMs} ms ` +
+        throw new Error(`${this.product} test peer ${this.nodeName} not up after ${this.startTimeoutMs} ms ` +
           `(last check: ${lastError.trim()})\n${await this.tail()}`);
       }
       try {
@@ -347,7 +412,7 @@ class RabbitMqNode implements RabbitMqPeer {
       await sleep(100);
     }
     const failures = log.split('\n').filter((line) => /Failed to start Ranch listener|listen_error/.test(line));
-    throw new Error(`RabbitMQ test peer ${this.nodeName} booted without its AMQPS listener on ` +
+    throw new Error(`${this.product} test peer ${this.nodeName} booted without its AMQPS listener on ` +
       `127.0.0.1:${this.ports.amqps}\n${failures.map((line) => line.slice(0, 300)).join('\n')}\n${await this.tail()}`);
   }
 
@@ -403,9 +468,10 @@ class RabbitMqNode implements RabbitMqPeer {
   }
 
   private async runCtl(args: string[], timeoutMs: number): Promise<string> {
-    if (!this.current) throw new Error(`RabbitMQ test peer ${this.nodeName} is not running`);
+    if (!this.current) throw new Error(`${this.product} test peer ${this.nodeName} is not running`);
     return new Promise((resolve, reject) => {
-      execFile(join(this.binDir, 'rabbitmqctl'), ['-n', this.nodeName, ...args],
+      const { file, args: argv } = this.command(join(this.runtime.binDir, 'rabbitmqctl'), ['-n', this.nodeName, ...args]);
+      execFile(file, argv,
         { env: this.portEnv(), timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 },
         (error, stdout, stderr) => {
           if (error) {
@@ -436,6 +502,20 @@ class RabbitMqNode implements RabbitMqPeer {
 
   async deleteQueue(name: string): Promise<void> {
     await this.ctl(['delete_queue', '-p', '/', name]);
+  }
+
+  async declareQueue(name: string, args: Record<string, string | number | boolean> = {}): Promise<void> {
+    await this.importDefinitions({ queues: [{ name, vhost: '/', durable: true, auto_delete: false, arguments: args }] });
+  }
+
+  async importDefinitions(definitions: Record<string, unknown>): Promise<void> {
+    const file = `definitions-${randomBytes(4).toString('hex')}.json`;
+    await writeFile(join(this.dir, file), JSON.stringify(definitions));
+    try {
+      await this.ctl(['import_definitions', this.seen(file)]);
+    } finally {
+      await rm(join(this.dir, file), { force: true });
+    }
   }
 
   /** What a failed start-up needs to be understood: the first errors of this start (the cause;
@@ -476,7 +556,7 @@ const spawnErrors = new WeakMap<ChildProcess, Error>();
  * and the node runs in its own process groups, out of reach of that signal. This shell polls the
  * test process and kills the groups once it is gone; `stop()` kills the shell first.
  */
-function startWatchdog(groups: number[]): ChildProcess {
+export function startWatchdog(groups: number[]): ChildProcess {
   // A killed test process can stay a zombie for seconds (PID 1 here reaps slowly): count that as gone.
   const script = 'parent=$1; shift; ' +
     'while state=$(sed "s/.*) //" "/proc/$parent/stat" 2>/dev/null) && [ "${state#Z}" = "$state" ]; do sleep 1; done; ' +
@@ -489,7 +569,7 @@ function startWatchdog(groups: number[]): ChildProcess {
 }
 
 /** Signals the process group the child leads (it was spawned detached). */
-function killGroup(pid: number, signal: NodeJS.Signals): void {
+export function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
   } catch {

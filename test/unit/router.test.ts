@@ -58,6 +58,32 @@ describe('router', () => {
     assert.equal(templated.routeForAddress('/queue/unknown'), undefined);
   });
 
+  test('v2 addresses (/queues/, /exchanges/): each filling percent-encoded, the template as written', () => {
+    const v2 = new Router({ routes: [
+      { topic: 'plant/+/+', address: '/exchanges/plant%20data/{2}.{3}', priority: 4 },
+      { topic: 'line/#', address: '/queues/{2}', priority: 4 },
+    ] });
+    assert.equal(v2.route(envelope('line/line 1'))?.address, '/queues/line%201');
+    assert.equal(v2.route(envelope('line/a.b_c-d~e'))?.address, '/queues/a.b_c-d~e');
+    // RFC 3986: all but the unreserved characters, including those encodeURIComponent leaves alone.
+    assert.equal(v2.route(envelope("line/50%!'()*#+&=?:@ü"))?.address, '/queues/50%25%21%27%28%29%2A%23%2B%26%3D%3F%3A%40%C3%BC');
+    assert.equal(v2.route(envelope('plant/hall 2/temp°C'))?.address, '/exchanges/plant%20data/hall%202.temp%C2%B0C');
+    assert.equal(v2.route(envelope('line'))?.address, '/queues/', 'a missing level is empty');
+    // Spooled readings find their route by the encoded address too.
+    assert.equal(v2.routeForAddress('/queues/line%201')?.topic, 'line/#');
+  });
+
+  test('v1 and ActiveMQ addresses take the fillings as they are', () => {
+    const raw = new Router({ routes: [
+      { topic: 'a/+', address: '/queue/{2}', priority: 4 },
+      { topic: 'b/+', address: 'queue://plant.{2}', priority: 4 },
+      { topic: 'c/+', address: 'topic://{2}', priority: 4 },
+    ] });
+    assert.equal(raw.route(envelope('a/line 1'))?.address, '/queue/line 1');
+    assert.equal(raw.route(envelope('b/hall 2'))?.address, 'queue://plant.hall 2');
+    assert.equal(raw.route(envelope('c/x%y'))?.address, 'topic://x%y');
+  });
+
   test('no route: undefined, and no TTL at all: no expiry', () => {
     const narrow = new Router({ routes: [{ topic: 'a/b', address: 'q', priority: 4 }] });
     assert.equal(narrow.route(envelope('c')), undefined);
