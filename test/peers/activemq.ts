@@ -6,10 +6,11 @@
  *
  * Debian builds ActiveMQ without its AMQP module (activemq-amqp needs Qpid Proton-J, which Debian
  * does not package; see /usr/share/doc/libactivemq-java/README.Debian). The module's jars must be
- * added: a folder holding activemq-amqp-5.17.x.jar and proton-j-0.33.x.jar, given as `amqpLib`, or
- * $UPLINK_ACTIVEMQ_AMQP_LIB, or the one scripts/peers/activemq-amqp.sh builds from the two projects'
- * sources into the peer cache. Without them the broker cannot listen for AMQP and this peer throws
- * (never skips).
+ * added: a folder holding activemq-amqp-5.17.x.jar and proton-j-0.33.x.jar (Apache's own ActiveMQ
+ * 5.17 distribution has both in lib/optional), given as `amqpLib`, or $UPLINK_ACTIVEMQ_AMQP_LIB.
+ * Without them the broker cannot listen for AMQP and this peer throws (never skips). Neither jar
+ * can be had from Debian or npm, the only sources CI has: so these tests are not part of CI
+ * (test/brokers/activemq/, run by hand; README "Brokers").
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -65,8 +66,8 @@ export async function startActiveMq(options: ActiveMqOptions): Promise<ActiveMqP
   const jars = (await readdir(amqpLib).catch(() => [])).filter((f) => f.endsWith('.jar'));
   if (!jars.some((f) => f.startsWith('activemq-amqp')) || !jars.some((f) => f.startsWith('proton-j'))) {
     throw new Error('ActiveMQ test peer: Debian\'s activemq has no AMQP transport (activemq-amqp is not built: ' +
-      'it needs Qpid Proton-J, which Debian does not package). Build it with scripts/peers/activemq-amqp.sh, ' +
-      `or set UPLINK_ACTIVEMQ_AMQP_LIB to a folder with activemq-amqp-5.17.x.jar and proton-j-0.33.x.jar (${amqpLib} has: ${jars.join(', ') || 'none'})`);
+      'it needs Qpid Proton-J, which Debian does not package). Take both jars from lib/optional of Apache\'s ActiveMQ 5.17 ' +
+      `distribution and set UPLINK_ACTIVEMQ_AMQP_LIB to a folder with activemq-amqp-5.17.x.jar and proton-j-0.33.x.jar (${amqpLib} has: ${jars.join(', ') || 'none'})`);
   }
   const dir = await mkdtemp(join(tmpdir(), 'uplink-activemq-'));
   const broker = new ActiveMqBroker(dir, options, jars.map((jar) => join(amqpLib, jar)));

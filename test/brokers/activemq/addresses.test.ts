@@ -6,12 +6,12 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import rhea, { type ConnectionOptions, type EventContext, type Message } from 'rhea';
-import { startActiveMq, type ActiveMqPeer } from '../peers/activemq.js';
-import { consume } from '../peers/amqp-consumer.js';
-import { makeTestPki, type TestPki } from '../peers/certs.js';
-import { readings, startPipeline } from '../upstream/pipeline.js';
-import { PLAIN_USER } from './brokers.js';
-import { assertInOrder, waitFor } from './data-path.js';
+import { startActiveMq, type ActiveMqPeer } from '../../peers/activemq.js';
+import { consume } from '../../peers/amqp-consumer.js';
+import { makeTestPki, type TestPki } from '../../peers/certs.js';
+import { readings, startPipeline } from '../../upstream/pipeline.js';
+import { PLAIN_USER } from '../brokers.js';
+import { assertInOrder, waitFor } from '../data-path.js';
 
 let pki: TestPki;
 let broker: ActiveMqPeer;
