@@ -4,10 +4,11 @@
  * and the one place where its errors enter our code: each becomes a ModbusFault with a reason.
  *
  * Error rules
- * - `read`/`write` reject with a ModbusFault: `timeout` (no answer), `short_frame` (an answer
- *   that stopped part way), `crc`, `unexpected` (another unit or function answered), `bad_length`
- *   (a length that does not match the request), `not_open`, `io`: all retryable, the line may be
- *   better next time; `exception` (the device answered with an exception code): not retryable.
+ * - `read`/`write` never reject: they resolve with the data or with a ModbusFault: `timeout` (no
+ *   answer), `short_frame` (an answer that stopped part way), `crc`, `unexpected` (another unit
+ *   or function answered), `bad_length` (a length that does not match the request), `not_open`,
+ *   `io`: all retryable, the line may be better next time; `exception` (the device answered with
+ *   an exception code): not retryable.
  * - One request at a time: the caller (the bus) waits for each to settle before the next.
  * - `open` rejects with a ModbusFault `io` when the port or host cannot be reached.
  */
@@ -64,6 +65,9 @@ export function translateFault(err: unknown, shortBytes = 0): ModbusFault {
 type Callback<T> = (err: unknown, data: T) => void;
 
 export type ReadFunction = 1 | 2 | 3 | 4;
+
+/** What a request got: the data, or why there is none. */
+export type Answer<T> = { ok: true; data: T } | { ok: false; fault: ModbusFault };
 
 export class ModbusConnection {
   readonly #bus: ModbusBusConfig;
@@ -138,20 +142,21 @@ export class ModbusConnection {
   }
 
   /** Reads bits (functions 1, 2) or registers (3, 4). */
-  read(unit: number, fn: ReadFunction, address: number, quantity: number): Promise<number[] | boolean[]> {
-    return this.#request<{ data: number[] | boolean[] }>((client, done) => {
+  async read(unit: number, fn: ReadFunction, address: number, quantity: number): Promise<Answer<number[] | boolean[]>> {
+    const answer = await this.#request<{ data: number[] | boolean[] }>((client, done) => {
       switch (fn) {
         case 1: client.writeFC1(unit, address, quantity, done as never); break;
         case 2: client.writeFC2(unit, address, quantity, done as never); break;
         case 3: client.writeFC3(unit, address, quantity, done as never); break;
         case 4: client.writeFC4(unit, address, quantity, done as never); break;
       }
-    }).then((result) => result.data);
+    });
+    return answer.ok ? { ok: true, data: answer.data.data } : answer;
   }
 
   /** Writes coils (function 5 for one, 15 for several) or holding registers (6, 16). */
-  async write(unit: number, fn: 5 | 6 | 15 | 16, address: number, values: boolean[] | number[]): Promise<void> {
-    await this.#request<unknown>((client, done) => {
+  async write(unit: number, fn: 5 | 6 | 15 | 16, address: number, values: boolean[] | number[]): Promise<Answer<undefined>> {
+    const answer = await this.#request<unknown>((client, done) => {
       switch (fn) {
         case 5: client.writeFC5(unit, address, values[0] as boolean, done as never); break;
         case 6: client.writeFC6(unit, address, values[0] as number, done as never); break;
@@ -159,21 +164,22 @@ export class ModbusConnection {
         case 16: client.writeFC16(unit, address, values as number[], done as never); break;
       }
     });
+    return answer.ok ? { ok: true, data: undefined } : answer;
   }
 
-  #request<T>(send: (client: ModbusRTU, done: Callback<T>) => void): Promise<T> {
+  #request<T>(send: (client: ModbusRTU, done: Callback<T>) => void): Promise<Answer<T>> {
     const client = this.#client;
-    if (client === undefined || !client.isOpen) return Promise.reject(new ModbusFault('not_open', 'the connection is not open'));
-    return new Promise<T>((resolve, reject) => {
+    if (client === undefined || !client.isOpen) return Promise.resolve({ ok: false, fault: new ModbusFault('not_open', 'the connection is not open') });
+    return new Promise<Answer<T>>((resolve) => {
       let settled = false;
       const done: Callback<T> = (err, data) => {
         if (settled) return;
         settled = true;
         if (err) {
           const timedOut = (err as { errno?: string }).errno === 'ETIMEDOUT';
-          reject(translateFault(err, timedOut ? this.#line?.abandon() ?? 0 : 0));
+          resolve({ ok: false, fault: translateFault(err, timedOut ? this.#line?.abandon() ?? 0 : 0) });
         } else {
-          resolve(data);
+          resolve({ ok: true, data });
         }
       };
       try {
