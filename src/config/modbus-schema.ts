@@ -142,6 +142,8 @@ export const ModbusBusSchema = z.strictObject({
     .describe('attempts after the first for a request without a valid answer; then the device is offline'),
   interFrameDelay: z.union([z.literal(0), duration]).optional()
     .describe('silence between a response and the next request; 3.5 characters (at least 1.75 ms) on RTU, 0 on TCP when unset'),
+  lateWindow: z.union([z.literal(0), duration]).optional()
+    .describe('RTU: after a timeout the line is left quiet this long before the next request, so that a late answer lands there and is dropped (RTU answers carry no transaction id: one arriving during the next request would be taken as its answer); the timeout when unset'),
   offlineBackoff: z.strictObject({
     base: duration.default(1000),
     cap: duration.default(60_000),

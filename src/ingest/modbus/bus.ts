@@ -276,6 +276,11 @@ export class ModbusBus {
       if (answer.ok) return answer;
       const fault = answer.fault;
       this.#options.count(`modbus_${fault.reason}`);
+      if ((answer.late ?? 0) > 0) {
+        this.#options.count('modbus_late');
+        this.#limited(`${device.config.name}:late`, { device: device.config.name, unitId: device.config.unitId, bytes: answer.late, attempt },
+          'modbus answer came after its timeout; dropped');
+      }
       if (fault.reason !== 'exception' && fault.reason !== 'timeout') {
         this.#limited(`${device.config.name}:${fault.reason}`, { device: device.config.name, unitId: device.config.unitId, reason: fault.reason, attempt },
           `modbus response dropped: ${fault.message}`);

@@ -11,6 +11,12 @@
  *   an exception code): not retryable.
  * - One request at a time: the caller (the bus) waits for each to settle before the next.
  * - `open` rejects with a ModbusFault `io` when the port or host cannot be reached.
+ *
+ * On a serial line, a request that timed out settles only after the line was left quiet for
+ * `lateWindow` (default: the timeout, as libmodbus): an answer that comes late lands in that
+ * window and is dropped (`late`: its bytes), instead of being taken as the answer to the next
+ * request (rtu-line.ts). A write is confirmed only by a response that echoes its address and
+ * value (5, 6) or quantity (15, 16); another echo is `unexpected`.
  */
 import ModbusSerial from 'modbus-serial';
 import type { ModbusRTU } from 'modbus-serial/ModbusRTU.js';
@@ -66,17 +72,37 @@ type Callback<T> = (err: unknown, data: T) => void;
 
 export type ReadFunction = 1 | 2 | 3 | 4;
 
-/** What a request got: the data, or why there is none. */
-export type Answer<T> = { ok: true; data: T } | { ok: false; fault: ModbusFault };
+/** What a request got: the data, or why there is none (and the bytes of a late answer dropped after it timed out). */
+export type Answer<T> = { ok: true; data: T } | { ok: false; fault: ModbusFault; late?: number };
+
+/** What modbus-serial makes of a write response: the address and value (5, 6) or quantity (15, 16) it echoes. */
+interface WriteEcho {
+  address?: number;
+  state?: boolean;
+  value?: number;
+  length?: number;
+}
+
+/** Why the echo of a write response does not confirm the write, if it does not. */
+export function echoProblem(fn: 5 | 6 | 15 | 16, address: number, values: boolean[] | number[], echo: WriteEcho): string | undefined {
+  const [what, expected, got]: [string, unknown, unknown] = fn === 5 ? ['value', values[0], echo.state]
+    : fn === 6 ? ['value', values[0], echo.value] : ['quantity', values.length, echo.length];
+  if (echo.address === address && got === expected) return undefined;
+  return `the write confirmation echoes address ${echo.address}, ${what} ${String(got)}; the write was address ${address}, ${what} ${String(expected)}`;
+}
 
 export class ModbusConnection {
   readonly #bus: ModbusBusConfig;
+  readonly #lateWindowMs: number;
   #client: ModbusRTU | undefined;
   #line: RtuLine | undefined;
   #onClose: () => void = () => {};
+  /** Ends the quiet window after a timeout early (the connection closes). */
+  #endQuiet: (() => void) | undefined;
 
   constructor(bus: ModbusBusConfig) {
     this.#bus = bus;
+    this.#lateWindowMs = bus.rtu === undefined ? 0 : bus.lateWindow ?? bus.timeout;
   }
 
   get isOpen(): boolean {
@@ -125,6 +151,7 @@ export class ModbusConnection {
   }
 
   async close(): Promise<void> {
+    this.#endQuiet?.();
     const client = this.#client;
     this.#client = undefined;
     if (client === undefined) return;
@@ -156,7 +183,7 @@ export class ModbusConnection {
 
   /** Writes coils (function 5 for one, 15 for several) or holding registers (6, 16). */
   async write(unit: number, fn: 5 | 6 | 15 | 16, address: number, values: boolean[] | number[]): Promise<Answer<undefined>> {
-    const answer = await this.#request<unknown>((client, done) => {
+    const answer = await this.#request<WriteEcho>((client, done) => {
       switch (fn) {
         case 5: client.writeFC5(unit, address, values[0] as boolean, done as never); break;
         case 6: client.writeFC6(unit, address, values[0] as number, done as never); break;
@@ -164,22 +191,27 @@ export class ModbusConnection {
         case 16: client.writeFC16(unit, address, values as number[], done as never); break;
       }
     });
-    return answer.ok ? { ok: true, data: undefined } : answer;
+    if (!answer.ok) return answer;
+    const problem = echoProblem(fn, address, values, answer.data);
+    return problem === undefined ? { ok: true, data: undefined } : { ok: false, fault: new ModbusFault('unexpected', problem) };
   }
 
   #request<T>(send: (client: ModbusRTU, done: Callback<T>) => void): Promise<Answer<T>> {
     const client = this.#client;
     if (client === undefined || !client.isOpen) return Promise.resolve({ ok: false, fault: new ModbusFault('not_open', 'the connection is not open') });
+    const line = this.#line;
     return new Promise<Answer<T>>((resolve) => {
       let settled = false;
       const done: Callback<T> = (err, data) => {
         if (settled) return;
         settled = true;
-        if (err) {
-          const timedOut = (err as { errno?: string }).errno === 'ETIMEDOUT';
-          resolve({ ok: false, fault: translateFault(err, timedOut ? this.#line?.abandon() ?? 0 : 0) });
-        } else {
+        if (!err) {
           resolve({ ok: true, data });
+        } else if ((err as { errno?: string }).errno === 'ETIMEDOUT' && line !== undefined) {
+          const fault = translateFault(err, line.abandon());
+          void this.#quiet().then(() => resolve({ ok: false, fault, late: line.takeLate() }));
+        } else {
+          resolve({ ok: false, fault: translateFault(err) });
         }
       };
       try {
@@ -187,6 +219,20 @@ export class ModbusConnection {
       } catch (err) {
         done(err, undefined as T);
       }
+    });
+  }
+
+  /** The quiet window after a timeout on a serial line; over at once when the connection closes. */
+  #quiet(): Promise<void> {
+    if (this.#lateWindowMs <= 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const end = (): void => {
+        clearTimeout(timer);
+        if (this.#endQuiet === end) this.#endQuiet = undefined;
+        resolve();
+      };
+      const timer = setTimeout(end, this.#lateWindowMs);
+      this.#endQuiet = end;
     });
   }
 }
