@@ -1,7 +1,7 @@
 /**
  * Modbus TCP against the same pymodbus slave, serving TCP on a free loopback port: two unit ids
- * behind one connection, an exception response, a unit that stops answering, and the server going
- * away and coming back on the same port.
+ * behind one connection, an exception response, a unit that stops answering, a response cut short
+ * (by a relay, tcp-cutter.ts), and the server going away and coming back on the same port.
  */
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../peers/ports.js';
 import { busConfig, startModbus, tempDir, waitFor } from './helpers.js';
 import { startSlave } from './slave.js';
+import { startTcpCutter } from './tcp-cutter.js';
 
 let dir: string;
 
@@ -51,6 +52,33 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
       await waitFor(() => h.ingest.stats().buses.plc!.devices.press!.online, 'press back');
     } finally {
       await h.stop();
+      await slave.kill();
+    }
+  });
+
+  test('a response cut short (7 bytes) costs the connection, not the device: counted modbus_short_frame, the connection is opened again and the device answers on', async () => {
+    const slave = await startSlave({ units: [1] });
+    await slave.set(1, 'hr', 0, [0x4148, 0x0000]); // 12.5
+    const cutter = await startTcpCutter({ host: '127.0.0.1', port: slave.port });
+    const h = await startModbus(dir, [busConfig({
+      name: 'plc', tcp: { host: '127.0.0.1', port: cutter.port }, timeout: '300ms', retries: 1, offlineBackoff: { base: '300ms', cap: '1s' },
+      devices: [{ name: 'press', unitId: 1, interval: '50ms', points: [{ name: 'force', function: 'holding', address: 0, type: 'float32' }] }],
+    })]);
+    const topic = 'factory/plc/press/force';
+    try {
+      await waitFor(() => h.of(topic).length >= 2, 'readings');
+      // The MBAP header and the unit id: modbus-serial waits for the rest, and would read every later response against it.
+      cutter.cutNext(7);
+      await waitFor(() => cutter.cut === 1, 'a response cut');
+      const after = h.of(topic).length;
+      await waitFor(() => h.of(topic).slice(after).filter((r) => r.body.quality === 'good').length >= 5, 'the device answering on', 10_000);
+      assert.ok(h.readings().every((r) => r.body.quality === 'bad' || r.body.value === 12.5), JSON.stringify(h.readings().map((r) => r.body)));
+      assert.equal(h.ingest.stats().rejected.modbus_short_frame, 1);
+      assert.equal(h.ingest.stats().rejected.modbus_offline, undefined, 'the retry on the new connection answered');
+      assert.equal(cutter.connections(), 2, 'the connection was opened again');
+    } finally {
+      await h.stop();
+      await cutter.stop();
       await slave.kill();
     }
   });
