@@ -17,6 +17,12 @@
  * window and is dropped (`late`: its bytes), instead of being taken as the answer to the next
  * request (rtu-line.ts). A write is confirmed only by a response that echoes its address and
  * value (5, 6) or quantity (15, 16); another echo is `unexpected`.
+ *
+ * Over TCP, a response that stopped part way (its MBAP header promised more) would stay in
+ * modbus-serial's buffer, and every later response would be read against it: the stream cannot
+ * be resynchronised. So a request that timed out with bytes held settles only after the
+ * connection was closed and opened again (`short_frame`); when it cannot tell (modbus-serial
+ * changed), it does so after every timeout.
  */
 import ModbusSerial from 'modbus-serial';
 import type { ModbusRTU } from 'modbus-serial/ModbusRTU.js';
@@ -69,6 +75,12 @@ export function translateFault(err: unknown, shortBytes = 0): ModbusFault {
 }
 
 type Callback<T> = (err: unknown, data: T) => void;
+
+/** Bytes of an unfinished response modbus-serial's TCP port holds; undefined when it cannot tell. */
+function heldBytes(client: ModbusRTU): number | undefined {
+  const held = (client as unknown as { _port?: { _clientRcvData?: unknown } })._port?._clientRcvData;
+  return Buffer.isBuffer(held) ? held.length : undefined;
+}
 
 export type ReadFunction = 1 | 2 | 3 | 4;
 
@@ -210,6 +222,15 @@ export class ModbusConnection {
         } else if ((err as { errno?: string }).errno === 'ETIMEDOUT' && line !== undefined) {
           const fault = translateFault(err, line.abandon());
           void this.#quiet().then(() => resolve({ ok: false, fault, late: line.takeLate() }));
+        } else if ((err as { errno?: string }).errno === 'ETIMEDOUT') {
+          const held = heldBytes(client);
+          if (held === 0) {
+            resolve({ ok: false, fault: translateFault(err) });
+            return;
+          }
+          const cut = translateFault(err, held ?? 0);
+          const fault = new ModbusFault(cut.reason, `${cut.message}; the connection is opened again (its stream cannot be resynchronised)`);
+          void this.#reconnect().then(() => resolve({ ok: false, fault }));
         } else {
           resolve({ ok: false, fault: translateFault(err) });
         }
@@ -220,6 +241,12 @@ export class ModbusConnection {
         done(err, undefined as T);
       }
     });
+  }
+
+  /** A TCP connection whose stream is out of step: closed and opened again (on failure the bus reopens it with backoff). */
+  async #reconnect(): Promise<void> {
+    await this.close();
+    await this.open().catch(() => {});
   }
 
   /** The quiet window after a timeout on a serial line; over at once when the connection closes. */

@@ -76,6 +76,8 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
       assert.equal(h.ingest.stats().rejected.modbus_short_frame, 1);
       assert.equal(h.ingest.stats().rejected.modbus_offline, undefined, 'the retry on the new connection answered');
       assert.equal(cutter.connections(), 2, 'the connection was opened again');
+      assert.ok(h.lines.some((l) => l.msg === 'modbus response dropped: the response stopped after 7 bytes; the connection is opened again (its stream cannot be resynchronised)'
+        && l.reason === 'short_frame' && l.device === 'press'));
     } finally {
       await h.stop();
       await cutter.stop();
