@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../peers/ports.js';
-import { busConfig, startModbus, tempDir, waitFor } from './helpers.js';
+import { busConfig, startModbus, tempDir, waitFor, within } from './helpers.js';
 import { startSlave } from './slave.js';
 import { startTcpCutter } from './tcp-cutter.js';
 
@@ -107,6 +107,27 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
       assert.equal(h.ingest.stats().spool.holding, false);
     } finally {
       open();
+      await h.stop();
+      await slave.kill();
+    }
+  });
+
+  test('a write goes out while the polls wait for room in the spool (a write needs none), and is confirmed', async () => {
+    const slave = await startSlave({ units: [1] });
+    const h = await startModbus(dir, [busConfig({
+      name: 'plc', tcp: { host: '127.0.0.1', port: slave.port },
+      devices: [{ name: 'press', unitId: 1, interval: '10ms', points: [
+        { name: 'force', function: 'holding', address: 0 },
+        { name: 'limit', function: 'holding', address: 5, writable: true },
+      ] }],
+    })], { highWater: 5, gate: (_readings, signal) => new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason))), stopGraceMs: 200 });
+    try {
+      await waitFor(() => h.ingest.stats().spool.holding, 'the polls held back');
+      const result = await within(h.ingest.writePoint({ bus: 'plc', device: 'press', point: 'limit', value: 77 }), 10_000, 'the write');
+      assert.deepEqual(result, { status: 'done' });
+      assert.deepEqual(await slave.get(1, 'hr', 5, 1), [77]);
+      assert.equal(h.ingest.stats().spool.holding, true, 'the polls still wait');
+    } finally {
       await h.stop();
       await slave.kill();
     }
