@@ -3,7 +3,8 @@
  * request at a time, what is due next coming from its schedule (schedule.ts).
  *
  * The queue: commands (writes) first, then the poll due longest. After every response (or
- * timeout) the line rests `interFrameDelay`.
+ * timeout) the line rests `interFrameDelay`. A poll waits for room in the spool (its reading
+ * needs it); a write does not, and one queued meanwhile goes out at once.
  *
  * A request that gets no valid answer (timeout, short frame, CRC error, another answer) is sent
  * again up to `retries` times; each failure is counted by reason. An exception response is an
@@ -94,6 +95,8 @@ export class ModbusBus {
   readonly #stopping: Promise<void>;
   #resolveStopping: () => void = () => {};
   #wake: (() => void) | undefined;
+  /** The spool's promise of room, while the polls wait for it: asked once, however often the wait is woken. */
+  #roomWait: Promise<void> | undefined;
   #busDown: string | undefined;
   /** Requests sent, for stats. */
   requests = 0;
@@ -177,6 +180,17 @@ export class ModbusBus {
     });
   }
 
+  /** Waits for room in the spool for a poll's reading; false when woken first (a write, a stop). */
+  async #room(): Promise<boolean> {
+    this.#roomWait ??= this.#options.room().then(() => { this.#roomWait = undefined; });
+    const woken = await Promise.race([
+      this.#roomWait.then(() => false), this.#stopping.then(() => false),
+      new Promise<boolean>((resolve) => { this.#wake = () => resolve(true); }),
+    ]);
+    if (!woken) this.#wake = undefined;
+    return !woken && !this.#stopped;
+  }
+
   #gap(): Promise<void> {
     if (this.#gapMs <= 0) return Promise.resolve();
     return new Promise((resolve) => setTimeout(resolve, this.#gapMs));
@@ -200,8 +214,8 @@ export class ModbusBus {
         await this.#sleep(this.#schedule.nextAt(now) - now);
         continue;
       }
-      await Promise.race([this.#options.room(), this.#stopping]);
-      if (this.#stopped) break;
+      // A write needs no room: one that comes meanwhile goes first (the AMQP delivery waits for it).
+      if (!(await this.#room())) continue;
       await this.#poll(point);
       await this.#gap();
     }
