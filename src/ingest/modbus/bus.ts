@@ -9,7 +9,8 @@
  * A request that gets no valid answer (timeout, short frame, CRC error, another answer) is sent
  * again up to `retries` times; each failure is counted by reason. An exception response is an
  * answer: not retried, the point's reading has quality bad with the exception, the device stays
- * online. When all attempts fail the device is offline: each of its points gets one reading of
+ * online; but exceptions 10 and 11 (a Modbus gateway got no answer from the device behind it) are
+ * no answer, as a timeout. When all attempts fail the device is offline: each of its points gets one reading of
  * quality bad, a warning is logged (at a limited rate), and from then on only one request at a
  * time probes it, without retries, with backoff: a silent device costs the bus one timeout per
  * backoff, and the others keep their pace. The first valid answer brings it back.
@@ -295,7 +296,8 @@ export class ModbusBus {
         this.#limited(`${device.config.name}:late`, { device: device.config.name, unitId: device.config.unitId, bytes: answer.late, attempt },
           'modbus answer came after its timeout; dropped');
       }
-      if (fault.reason !== 'exception' && fault.reason !== 'timeout') {
+      // Silence is logged once, when the device goes offline; a bad answer each time (rate-limited).
+      if (fault.reason !== 'exception' && fault.reason !== 'timeout' && fault.reason !== 'gateway') {
         this.#limited(`${device.config.name}:${fault.reason}`, { device: device.config.name, unitId: device.config.unitId, reason: fault.reason, attempt },
           `modbus response dropped: ${fault.message}`);
       }

@@ -5,7 +5,8 @@
  *
  * Error rules
  * - `read`/`write` never reject: they resolve with the data or with a ModbusFault: `timeout` (no
- *   answer), `short_frame` (an answer that stopped part way), `crc`, `unexpected` (another unit
+ *   answer), `gateway` (exception 10 or 11: a Modbus gateway got no answer from the device behind
+ *   it, which is no answer too), `short_frame` (an answer that stopped part way), `crc`, `unexpected` (another unit
  *   or function answered), `bad_length` (a length that does not match the request), `not_open`,
  *   `io`: all retryable, the line may be better next time; `exception` (the device answered with
  *   an exception code): not retryable.
@@ -33,7 +34,10 @@ import { RtuLine } from './rtu-line.js';
 // A CommonJS module whose typings declare an ES default export: at run time the default is the class.
 const ModbusClient = ModbusSerial as unknown as typeof ModbusRTU;
 
-export type FaultReason = 'timeout' | 'short_frame' | 'crc' | 'unexpected' | 'bad_length' | 'exception' | 'not_open' | 'io';
+export type FaultReason = 'timeout' | 'gateway' | 'short_frame' | 'crc' | 'unexpected' | 'bad_length' | 'exception' | 'not_open' | 'io';
+
+/** Exceptions of a Modbus gateway that could not reach the device behind it: no answer from the device, not a refusal. */
+const GATEWAY_EXCEPTIONS = new Set([10, 11]);
 
 const EXCEPTIONS: Record<number, string> = {
   1: 'illegal function', 2: 'illegal data address', 3: 'illegal data value', 4: 'slave device failure', 5: 'acknowledge',
@@ -61,7 +65,9 @@ export function exceptionText(code: number): string {
 export function translateFault(err: unknown, shortBytes = 0): ModbusFault {
   const e = (err ?? {}) as { name?: string; errno?: string; message?: string; modbusCode?: number };
   const message = e.message ?? messageOf(err);
-  if (typeof e.modbusCode === 'number') return new ModbusFault('exception', exceptionText(e.modbusCode), e.modbusCode);
+  if (typeof e.modbusCode === 'number') {
+    return new ModbusFault(GATEWAY_EXCEPTIONS.has(e.modbusCode) ? 'gateway' : 'exception', exceptionText(e.modbusCode), e.modbusCode);
+  }
   if (e.name === 'TransactionTimedOutError' || e.errno === 'ETIMEDOUT') {
     return shortBytes > 0
       ? new ModbusFault('short_frame', `the response stopped after ${shortBytes} bytes`)

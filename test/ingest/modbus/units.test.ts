@@ -229,6 +229,8 @@ describe('modbus wire', () => {
       [{ name: 'TransactionTimedOutError', message: 'Timed out', errno: 'ETIMEDOUT' }, 4, 'short_frame', true],
       [new Error('CRC error'), 0, 'crc', true],
       [Object.assign(new Error('Modbus exception 2: Illegal data address'), { modbusCode: 2 }), 0, 'exception', false],
+      [Object.assign(new Error('Modbus exception 10: Gateway path unavailable'), { modbusCode: 10 }), 0, 'gateway', true],
+      [Object.assign(new Error('Modbus exception 11: Gateway target device failed to respond'), { modbusCode: 11 }), 0, 'gateway', true],
       [new Error('Data length error, expected 9 got 7'), 0, 'bad_length', true],
       [new Error('Unexpected data error, expected address 1 got 2'), 0, 'unexpected', true],
       [{ name: 'PortNotOpenError', message: 'Port Not Open' }, 0, 'not_open', true],

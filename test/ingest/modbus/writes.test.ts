@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { until } from '../../peers/until.js';
 import { busConfig, startModbus, tempDir, waitFor, type Harness } from './helpers.js';
 import { startSlave, type Slave } from './slave.js';
 
@@ -59,7 +60,7 @@ describe('modbus writes (ModbusIngest.writePoint, pymodbus over TCP)', () => {
   test('what cannot be written is refused before anything is sent, with a code and the reason', async () => {
     const harness = await start();
     const before = (await slave.requests()).total;
-    const cases: Array<[Parameters<Harness['ingest']['writePoint']>[0], string, RegExp]> = [
+    const cases: Array<[Partial<Parameters<Harness['ingest']['writePoint']>[0]>, string, RegExp]> = [
       [{ ...POINT, bus: 'nope' }, 'unknown_point', /no modbus bus named nope/],
       [{ ...POINT, device: 'nope' }, 'unknown_point', /no device nope on modbus bus plc/],
       [{ ...POINT, point: 'nope' }, 'unknown_point', /no point nope on device boiler/],
@@ -70,7 +71,7 @@ describe('modbus writes (ModbusIngest.writePoint, pymodbus over TCP)', () => {
       [{ ...POINT, value: 'hot' }, 'invalid_value', /must be a number/],
     ];
     for (const [command, code, reason] of cases) {
-      const result = await harness.ingest.writePoint({ value: 1, ...command });
+      const result = await harness.ingest.writePoint({ ...POINT, value: 1, ...command });
       assert.equal(result.status, 'refused', JSON.stringify(command));
       assert.equal((result as { code: string }).code, code, JSON.stringify(command));
       assert.match((result as { reason: string }).reason, reason);
@@ -120,7 +121,7 @@ describe('modbus writes (ModbusIngest.writePoint, pymodbus over TCP)', () => {
       await waitFor(() => harness.of('factory/plc/boiler/setpoint').at(-1)?.body.quality === 'bad', 'a bad reading');
       assert.match(harness.of('factory/plc/boiler/setpoint').at(-1)!.body.error!, new RegExp(`^offline: exception ${code} `));
       const probes = (await slave.requests()).total;
-      await waitFor(async () => (await slave.requests()).total >= probes + 2, 'two probes');
+      await until(async () => (await slave.requests()).total >= probes + 2, 'two probes');
       assert.equal(harness.ingest.stats().buses.plc!.devices.boiler!.online, false);
       await slave.exception(1, 0);
       await waitFor(() => harness.ingest.stats().buses.plc!.devices.boiler!.online, 'the device back');
