@@ -171,20 +171,25 @@ describe('mqtt commands: unavailable when no confirmation can come', () => {
     assert.equal((await within(next.result, 'the next result')).status, 'done');
   });
 
-  test('a persistent-session device that did not confirm in time is not sent the stale command when it comes back (the broker would have replayed it)', async () => {
-    const harness = await start();
-    const first = await device(harness, 'pump-7', 'cmd/pump-7', 1, { clean: false });
-    const command = send(harness, { topic: 'cmd/pump-7', payload: Buffer.from('stale'), timeoutMs: 300 });
-    assert.equal((await within(command.result, 'the result')).status, 'unavailable');
-    first.client.stream.destroy();
-    await until(() => harness.ingest.stats().connections === 0, 'the device gone');
-    const again = await device(harness, 'pump-7', 'cmd/pump-7', 1, { clean: false }, true);
-    // What the session still held is sent on connect, before anything published after it.
-    const marker = send(harness, { topic: 'cmd/pump-7', payload: Buffer.from('fresh'), qos: 0 });
-    assert.equal((await within(marker.result, 'the marker')).status, 'done');
-    await until(() => again.got.some((p) => p.payload.toString() === 'fresh'), 'the marker delivered');
-    assert.deepEqual(again.got.map((p) => p.payload.toString()), ['fresh']);
-  });
+  for (const how of ['did not confirm in time', 'left before it confirmed'] as const) {
+    test(`a persistent-session device that ${how} is not sent the stale command when it comes back (the broker would have replayed it)`, async () => {
+      const harness = await start();
+      const first = await device(harness, 'pump-7', 'cmd/pump-7', 1, { clean: false });
+      const timeoutMs = how === 'did not confirm in time' ? 300 : 10_000;
+      const command = send(harness, { topic: 'cmd/pump-7', payload: Buffer.from('stale'), timeoutMs });
+      await until(() => first.got.length === 1, 'the command delivered');
+      if (how === 'left before it confirmed') first.client.stream.destroy();
+      assert.equal((await within(command.result, 'the result')).status, 'unavailable');
+      first.client.stream.destroy();
+      await until(() => harness.ingest.stats().connections === 0, 'the device gone');
+      const again = await device(harness, 'pump-7', 'cmd/pump-7', 1, { clean: false }, true);
+      // What the session still held is sent on connect, before anything published after it.
+      const marker = send(harness, { topic: 'cmd/pump-7', payload: Buffer.from('fresh'), qos: 0 });
+      assert.equal((await within(marker.result, 'the marker')).status, 'done');
+      await until(() => again.got.some((p) => p.payload.toString() === 'fresh'), 'the marker delivered');
+      assert.deepEqual(again.got.map((p) => p.payload.toString()), ['fresh']);
+    });
+  }
 
   test('a QoS 1 command to a subscriber granted QoS 0 (it cannot confirm): unavailable, and not sent; a QoS 0 command is done', async () => {
     const harness = await start();
