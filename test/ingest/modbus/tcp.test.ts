@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../peers/ports.js';
+import { startSynSink } from '../../peers/syn-sink.js';
 import { busConfig, startModbus, tempDir, waitFor, within } from './helpers.js';
 import { startSlave } from './slave.js';
 import { startTcpCutter } from './tcp-cutter.js';
@@ -148,6 +149,26 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
     }
     assert.ok((h.ingest.stats().rejected.stopped ?? 0) >= 5, JSON.stringify(h.ingest.stats().rejected));
     assert.ok(h.lines.some((l) => l.msg === 'modbus: readings polled but not stored: the spool had no room for them before the stop grace ran out'));
+  });
+
+  test('connection attempts that time out (SYNs dropped) leave no socket behind: each failed attempt is closed before the next', async () => {
+    const sink = await startSynSink();
+    const sockets = (): number => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+    const before = sockets();
+    const h = await startModbus(dir, [busConfig({
+      name: 'plc', tcp: { host: '127.0.0.1', port: sink.port, connectTimeout: '100ms' },
+      devices: [{ name: 'press', unitId: 1, points: [{ name: 'force', function: 'holding', address: 0 }] }],
+    })], { reopen: { baseMs: 20, capMs: 40 } });
+    try {
+      const attempts = (): number => h.lines.filter((l) => l.bus === 'plc' && /^modbus bus (unavailable|still unavailable)/.test(String(l.msg))).length;
+      await waitFor(() => attempts() >= 8, 'eight failed connection attempts');
+      // At most the attempt in progress.
+      assert.ok(sockets() - before <= 1, `${sockets() - before} sockets left after ${attempts()} attempts`);
+      assert.match(String(h.lines.find((l) => l.msg === 'modbus bus unavailable; reopening with backoff')!.reason), /timed out/i);
+    } finally {
+      await h.stop();
+      await sink.stop();
+    }
   });
 
   test('the server goes away: the bus reconnects with backoff, its devices are offline meanwhile, and come back with the server', async () => {
