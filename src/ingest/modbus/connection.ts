@@ -139,14 +139,15 @@ export class ModbusConnection {
 
   async open(): Promise<void> {
     const bus = this.#bus;
-    let client: ModbusRTU;
+    let client: ModbusRTU | undefined;
     try {
       if (bus.rtu !== undefined) {
         const line = new RtuLine(bus.rtu);
         // Errors of an open port are followed by its close; this listener keeps them from being thrown.
         line.on('error', () => {});
-        client = new ModbusClient(line);
-        await new Promise<void>((resolve, reject) => client.open((err: unknown) => (err ? reject(err) : resolve())));
+        const rtu = new ModbusClient(line);
+        client = rtu;
+        await new Promise<void>((resolve, reject) => rtu.open((err: unknown) => (err ? reject(err) : resolve())));
         this.#line = line;
       } else {
         const tcp = bus.tcp!;
@@ -154,6 +155,8 @@ export class ModbusConnection {
         await client.connectTCP(tcp.host, { port: tcp.port, timeout: tcp.connectTimeout });
       }
     } catch (err) {
+      // A connect that timed out is still trying: its socket would stay (SYN_SENT) for minutes.
+      client?.destroy(() => {});
       throw new ModbusFault('io', messageOf(err));
     }
     client.setTimeout(bus.timeout);
