@@ -151,6 +151,31 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
     assert.ok(h.lines.some((l) => l.msg === 'modbus: readings polled but not stored: the spool had no room for them before the stop grace ran out'));
   });
 
+  test('started again after a stop that gave up on a stuck spool: its readings are stored again', async () => {
+    const slave = await startSlave({ units: [1] });
+    await slave.set(1, 'hr', 0, [5]);
+    let stuck = true;
+    const h = await startModbus(dir, [busConfig({
+      name: 'plc', tcp: { host: '127.0.0.1', port: slave.port },
+      devices: [{ name: 'press', unitId: 1, interval: '10ms', points: [{ name: 'force', function: 'holding', address: 0 }] }],
+    })], {
+      highWater: 5, stopGraceMs: 200,
+      gate: (_readings, signal) => (stuck ? new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason))) : Promise.resolve()),
+    });
+    try {
+      await waitFor(() => h.ingest.stats().spool.holding, 'the polls held back');
+      await h.ingest.stop();
+      assert.ok((h.ingest.stats().rejected.stopped ?? 0) >= 5, 'the stop gave up on what waited');
+      stuck = false;
+      await h.ingest.start();
+      await waitFor(() => h.readings().length >= 10, 'readings stored after the new start');
+      assert.ok(h.readings().every((r) => r.body.value === 5));
+    } finally {
+      await h.stop();
+      await slave.kill();
+    }
+  });
+
   test('connection attempts that time out (SYNs dropped) leave no socket behind: each failed attempt is closed before the next', async () => {
     const sink = await startSynSink();
     const sockets = (): number => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
