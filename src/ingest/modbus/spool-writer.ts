@@ -35,7 +35,8 @@ export interface SpoolWriterOptions {
 export class SpoolWriter {
   readonly #options: SpoolWriterOptions;
   readonly #highWater: number;
-  readonly #abort = new AbortController();
+  /** Aborts the appends when a stop gives up; a new one for each stop, so that a start after it appends again. */
+  #abort = new AbortController();
   #queue: RoutedReading[] = [];
   #draining: Promise<void> | undefined;
   #batchTimer: NodeJS.Timeout | undefined;
@@ -78,9 +79,11 @@ export class SpoolWriter {
     clearTimeout(this.#batchTimer);
     this.#batched?.();
     const graceMs = this.#options.graceMs ?? 5000;
-    const grace = setTimeout(() => this.#abort.abort(new GatewayError('IO', 'modbus ingest stopped')), graceMs);
+    const abort = this.#abort;
+    const grace = setTimeout(() => abort.abort(new GatewayError('IO', 'modbus ingest stopped')), graceMs);
     while (this.#draining !== undefined) await this.#draining;
     clearTimeout(grace);
+    if (abort.signal.aborted) this.#abort = new AbortController();
     const left = this.#queue.splice(0).length;
     this.#release();
     if (left > 0) {
