@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
+import rhea from 'rhea';
 import { commandClient, type CommandClient } from '../peers/amqp-commands.js';
 import { makeTestPki, type TestPki } from '../peers/certs.js';
 import { startGateway, type GatewayProcess } from '../peers/gateway.js';
@@ -91,6 +92,22 @@ describe('downlink: commands from RabbitMQ to devices', () => {
     await until(async () => (await depth('commands')) === 0, 'the commands acknowledged');
     assert.equal(client.received(DEAD).length, 0, 'nothing dead-lettered');
     assert.ok(gw.logs.some((l) => l.msg === 'modbus write confirmed by the device' && l.point === 'setpoint' && l.fn === 16));
+  });
+
+  test('the reply carries the correlation_id as it came: a ulong stays a number, a binary stays bytes, a uuid stays a uuid', async () => {
+    const binary = Buffer.from('c0ffee', 'hex');
+    const uuid = Buffer.from('0123456789abcdef0123456789abcdef', 'hex');
+    const cases: Array<[unknown, (id: unknown) => boolean, string]> = [
+      [rhea.types.wrap_ulong(4242), (id) => id === 4242, 'ulong 4242'],
+      [rhea.types.wrap_binary(binary), (id) => Buffer.isBuffer(id) && id.equals(binary), 'binary c0ffee'],
+      [rhea.types.wrap_uuid(uuid), (id) => Buffer.isBuffer(id) && id.equals(uuid), 'uuid'],
+    ];
+    for (const [correlationId, matches, what] of cases) {
+      await client.send({ target: 'modbus', bus: 'plc', device: 'boiler', point: 'nope', value: 1 }, { correlationId, replyTo: REPLIES });
+      const reply = await client.waitFor(REPLIES, (r) => matches(r.message.correlation_id), 10_000).catch(() => undefined);
+      assert.ok(reply !== undefined, `a reply with the correlation_id ${what}; got ${JSON.stringify(client.received(REPLIES).map((r) => r.message.correlation_id))}`);
+      assert.equal((JSON.parse(reply.text) as { error: { code: string } }).error.code, 'unknown_point');
+    }
   });
 
   test('commands that cannot be done are rejected with the reason (unknown point, read-only, out of range, the device refuses, not a command)', async () => {
