@@ -102,12 +102,14 @@ describe('downlink: commands from RabbitMQ to devices', () => {
       [rhea.types.wrap_binary(binary), (id) => Buffer.isBuffer(id) && id.equals(binary), 'binary c0ffee'],
       [rhea.types.wrap_uuid(uuid), (id) => Buffer.isBuffer(id) && id.equals(uuid), 'uuid'],
     ];
+    const deadBefore = client.received(DEAD).length;
     for (const [correlationId, matches, what] of cases) {
       await client.send({ target: 'modbus', bus: 'plc', device: 'boiler', point: 'nope', value: 1 }, { correlationId, replyTo: REPLIES });
       const reply = await client.waitFor(REPLIES, (r) => matches(r.message.correlation_id), 10_000).catch(() => undefined);
       assert.ok(reply !== undefined, `a reply with the correlation_id ${what}; got ${JSON.stringify(client.received(REPLIES).map((r) => r.message.correlation_id))}`);
       assert.equal((JSON.parse(reply.text) as { error: { code: string } }).error.code, 'unknown_point');
     }
+    await until(() => client.received(DEAD).length === deadBefore + cases.length, 'the three commands dead-lettered');
   });
 
   test('commands that cannot be done are rejected with the reason (unknown point, read-only, out of range, the device refuses, not a command)', async () => {
