@@ -179,4 +179,24 @@ describe('downlink: commands from RabbitMQ to devices', () => {
       await device.endAsync();
     }
   });
+
+  test('GET /metrics and GET /status show whether the command link is attached, the commands by outcome, the replies sent and failed, and the Modbus devices', async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${gw.httpPort}/metrics`)).text();
+    const value = (series: string): number | undefined => {
+      const line = metrics.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.split(' ').at(-1));
+    };
+    assert.equal(value('uplink_downlink_attached'), 1, metrics);
+    assert.ok((value('uplink_downlink_replies_total{result="sent"}') ?? 0) >= 10, 'replies sent');
+    assert.equal(value('uplink_downlink_replies_total{result="failed"}'), 0);
+    assert.ok((value('uplink_downlink_commands_total{outcome="accepted"}') ?? 0) >= 3);
+    const status = await (await fetch(`http://127.0.0.1:${gw.httpPort}/status`)).json() as Record<string, unknown>;
+    const downlink = status.downlink as { address: string; attached: boolean; received: number; inProgress: number; outcomes: Record<string, number>; replies: { sent: number; failed: number } };
+    assert.equal(downlink.address, '/queue/commands');
+    assert.equal(downlink.attached, true);
+    assert.equal(downlink.inProgress, 0);
+    assert.deepEqual(downlink.replies, { sent: value('uplink_downlink_replies_total{result="sent"}'), failed: 0 });
+    assert.equal(downlink.received, downlink.outcomes.accepted! + downlink.outcomes.rejected! + downlink.outcomes.released!);
+    assert.deepEqual(status.modbus, { buses: [{ name: 'plc', open: true, devices: [{ name: 'boiler', unitId: 1, online: true }] }] });
+  });
 });
