@@ -16,6 +16,7 @@ import { makeTestPki, type TestPki } from '../peers/certs.js';
 import { startGateway, type GatewayProcess } from '../peers/gateway.js';
 import { startRabbitMq, type RabbitMqPeer } from '../peers/rabbitmq.js';
 import { startSlave, type Slave } from '../ingest/modbus/slave.js';
+import { until } from '../peers/until.js';
 
 let pki: TestPki;
 let broker: RabbitMqPeer;
@@ -25,14 +26,6 @@ let client: CommandClient;
 
 const REPLIES = '/queue/replies';
 const DEAD = '/queue/commands-dead';
-
-async function until(condition: () => Promise<boolean> | boolean, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function depth(queue: string): Promise<number | undefined> {
   return broker.queueDepth(queue);

@@ -13,7 +13,7 @@ import { memoryLogger } from '../../peers/memory-log.js';
 import { spoolOptions } from '../../spool/options.js';
 import type { z } from 'zod';
 
-export { waitFor, sleep } from '../serial/helpers.js';
+export { until } from '../../peers/until.js';
 
 /** `promise`, or a failure after `ms` (a bound on a hang, not a measurement). */
 export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

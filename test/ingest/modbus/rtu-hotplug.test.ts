@@ -7,9 +7,8 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { until } from '../../peers/until.js';
 import { ptyPair, type PtyPair } from '../serial/helpers.js';
-import { busConfig, startModbus, tempDir, type Harness } from './helpers.js';
+import { busConfig, startModbus, tempDir, until, type Harness } from './helpers.js';
 import { startSlave, type Slave } from './slave.js';
 
 let dir: string;

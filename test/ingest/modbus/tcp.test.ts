@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { freePort } from '../../peers/ports.js';
 import { startSynSink } from '../../peers/syn-sink.js';
-import { busConfig, startModbus, tempDir, waitFor, within } from './helpers.js';
+import { busConfig, startModbus, tempDir, until, within } from './helpers.js';
 import { startSlave } from './slave.js';
 import { startTcpCutter } from './tcp-cutter.js';
 
@@ -37,20 +37,20 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
     await slave.set(2, 'ir', 0, [0xFF38]); // -200 * 0.1
     const h = await startModbus(dir, [tcpBus(slave.port)]);
     try {
-      await waitFor(() => h.of('factory/plc/press/force').length >= 2 && h.of('factory/plc/oven/temp').length >= 2
+      await until(() => h.of('factory/plc/press/force').length >= 2 && h.of('factory/plc/oven/temp').length >= 2
         && h.of('factory/plc/press/beyond').length >= 1, 'readings of both units');
       assert.ok(h.of('factory/plc/press/force').every((r) => r.body.value === 12.5 && r.body.unit === 'kN'));
       assert.ok(h.of('factory/plc/oven/temp').every((r) => r.body.value === -20));
       assert.equal(h.of('factory/plc/press/beyond')[0]!.body.error, 'exception 2 (illegal data address)');
 
       await slave.mute(1);
-      await waitFor(() => h.of('factory/plc/press/force').some((r) => r.body.quality === 'bad'), 'press offline');
+      await until(() => h.of('factory/plc/press/force').some((r) => r.body.quality === 'bad'), 'press offline');
       assert.equal(h.ingest.stats().buses.plc!.devices.press!.online, false);
       const oven = h.of('factory/plc/oven/temp').length;
-      await waitFor(() => h.of('factory/plc/oven/temp').length >= oven + 10, 'the oven polled on over the same connection');
+      await until(() => h.of('factory/plc/oven/temp').length >= oven + 10, 'the oven polled on over the same connection');
       assert.equal(h.ingest.stats().buses.plc!.opens, 1, 'a silent unit does not cost the connection');
       await slave.unmute(1);
-      await waitFor(() => h.ingest.stats().buses.plc!.devices.press!.online, 'press back');
+      await until(() => h.ingest.stats().buses.plc!.devices.press!.online, 'press back');
     } finally {
       await h.stop();
       await slave.kill();
@@ -67,12 +67,12 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
     })]);
     const topic = 'factory/plc/press/force';
     try {
-      await waitFor(() => h.of(topic).length >= 2, 'readings');
+      await until(() => h.of(topic).length >= 2, 'readings');
       // The MBAP header and the unit id: modbus-serial waits for the rest, and would read every later response against it.
       cutter.cutNext(7);
-      await waitFor(() => cutter.cut === 1, 'a response cut');
+      await until(() => cutter.cut === 1, 'a response cut');
       const after = h.of(topic).length;
-      await waitFor(() => h.of(topic).slice(after).filter((r) => r.body.quality === 'good').length >= 5, 'the device answering on', 10_000);
+      await until(() => h.of(topic).slice(after).filter((r) => r.body.quality === 'good').length >= 5, 'the device answering on', 10_000);
       assert.ok(h.readings().every((r) => r.body.quality === 'bad' || r.body.value === 12.5), JSON.stringify(h.readings().map((r) => r.body)));
       assert.equal(h.ingest.stats().rejected.modbus_short_frame, 1);
       assert.equal(h.ingest.stats().rejected.modbus_offline, undefined, 'the retry on the new connection answered');
@@ -96,7 +96,7 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
       devices: [{ name: 'press', unitId: 1, interval: '10ms', points: [{ name: 'force', function: 'holding', address: 0 }] }],
     })], { highWater: 5, gate: (readings) => { inAppend += readings; return gate; } });
     try {
-      await waitFor(() => h.ingest.stats().spool.holding, 'the polls held back');
+      await until(() => h.ingest.stats().spool.holding, 'the polls held back');
       const held = h.ingest.stats();
       // The readings of the append that waits, five queued behind it; not a request more.
       assert.equal(held.spool.pending, 5);
@@ -104,7 +104,7 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
       assert.equal((await slave.requests()).total, inAppend + 5);
       assert.equal(held.buses.plc!.requests, inAppend + 5);
       open();
-      await waitFor(() => h.readings().length >= 20, 'polling resumed once the spool took the readings');
+      await until(() => h.readings().length >= 20, 'polling resumed once the spool took the readings');
       assert.equal(h.ingest.stats().spool.holding, false);
     } finally {
       open();
@@ -123,7 +123,7 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
       ] }],
     })], { highWater: 5, gate: (_readings, signal) => new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason))), stopGraceMs: 200 });
     try {
-      await waitFor(() => h.ingest.stats().spool.holding, 'the polls held back');
+      await until(() => h.ingest.stats().spool.holding, 'the polls held back');
       const result = await within(h.ingest.writePoint({ bus: 'plc', device: 'press', point: 'limit', value: 77 }), 10_000, 'the write');
       assert.deepEqual(result, { status: 'done' });
       assert.deepEqual(await slave.get(1, 'hr', 5, 1), [77]);
@@ -141,7 +141,7 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
       devices: [{ name: 'press', unitId: 1, interval: '10ms', points: [{ name: 'force', function: 'holding', address: 0 }] }],
     })], { highWater: 5, gate: (_readings, signal) => new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason))), stopGraceMs: 200 });
     try {
-      await waitFor(() => h.ingest.stats().spool.holding, 'the polls held back');
+      await until(() => h.ingest.stats().spool.holding, 'the polls held back');
     } finally {
       await h.ingest.stop();
       await h.spool.stop();
@@ -163,12 +163,12 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
       gate: (_readings, signal) => (stuck ? new Promise((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason))) : Promise.resolve()),
     });
     try {
-      await waitFor(() => h.ingest.stats().spool.holding, 'the polls held back');
+      await until(() => h.ingest.stats().spool.holding, 'the polls held back');
       await h.ingest.stop();
       assert.ok((h.ingest.stats().rejected.stopped ?? 0) >= 5, 'the stop gave up on what waited');
       stuck = false;
       await h.ingest.start();
-      await waitFor(() => h.readings().length >= 10, 'readings stored after the new start');
+      await until(() => h.readings().length >= 10, 'readings stored after the new start');
       assert.ok(h.readings().every((r) => r.body.value === 5));
     } finally {
       await h.stop();
@@ -186,7 +186,7 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
     })], { reopen: { baseMs: 20, capMs: 40 } });
     try {
       const attempts = (): number => h.lines.filter((l) => l.bus === 'plc' && /^modbus bus (unavailable|still unavailable)/.test(String(l.msg))).length;
-      await waitFor(() => attempts() >= 8, 'eight failed connection attempts');
+      await until(() => attempts() >= 8, 'eight failed connection attempts');
       // At most the attempt in progress.
       assert.ok(sockets() - before <= 1, `${sockets() - before} sockets left after ${attempts()} attempts`);
       assert.match(String(h.lines.find((l) => l.msg === 'modbus bus unavailable; reopening with backoff')!.reason), /timed out/i);
@@ -202,15 +202,15 @@ describe('modbus TCP (pymodbus on a loopback port)', () => {
     await slave.set(1, 'hr', 0, [0x4148, 0x0000]);
     const h = await startModbus(dir, [tcpBus(port)]);
     try {
-      await waitFor(() => h.of('factory/plc/press/force').length >= 1, 'a first reading');
+      await until(() => h.of('factory/plc/press/force').length >= 1, 'a first reading');
       await slave.kill();
-      await waitFor(() => h.of('factory/plc/oven/temp').some((r) => r.body.quality === 'bad')
+      await until(() => h.of('factory/plc/oven/temp').some((r) => r.body.quality === 'bad')
         && h.of('factory/plc/press/force').some((r) => r.body.quality === 'bad'), 'both devices offline');
       assert.ok(h.lines.some((l) => l.msg === 'modbus bus unavailable; reopening with backoff' && l.bus === 'plc'));
       assert.equal(h.ingest.stats().connections, 0);
       slave = await startSlave({ tcpPort: port, units: [1, 2] });
       await slave.set(1, 'hr', 0, [0x4148, 0x0000]);
-      await waitFor(() => h.of('factory/plc/press/force').at(-1)?.body.quality === 'good', 'press back', 15_000);
+      await until(() => h.of('factory/plc/press/force').at(-1)?.body.quality === 'good', 'press back', 15_000);
       assert.equal(h.of('factory/plc/press/force').at(-1)!.body.value, 12.5);
       assert.ok(h.ingest.stats().buses.plc!.opens >= 2);
       assert.equal(h.ingest.stats().connections, 1);

@@ -9,8 +9,7 @@
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
-import { until } from '../../peers/until.js';
-import { busConfig, startModbus, tempDir, waitFor, type Harness } from './helpers.js';
+import { busConfig, startModbus, tempDir, until, type Harness } from './helpers.js';
 import { startSlave, type Slave } from './slave.js';
 
 let dir: string;
@@ -52,7 +51,7 @@ async function start(): Promise<Harness> {
     ] }],
   })]);
   const harness = h;
-  await waitFor(() => harness.readings().length >= 4, 'the first poll of every point');
+  await until(() => harness.readings().length >= 4, 'the first poll of every point');
   return harness;
 }
 
@@ -86,8 +85,8 @@ describe('modbus writes (ModbusIngest.writePoint, pymodbus over TCP)', () => {
     assert.deepEqual(await harness.ingest.writePoint({ ...POINT, point: 'pump', value: true }), { status: 'done' });
     assert.deepEqual(await slave.get(1, 'co', 3, 1), [1]);
     // Polled once an hour, but read back after the write.
-    await waitFor(() => harness.of('factory/plc/boiler/setpoint').at(-1)?.body.value === 21.5, 'the written value reported');
-    await waitFor(() => harness.of('factory/plc/boiler/pump').at(-1)?.body.value === true, 'the written coil reported');
+    await until(() => harness.of('factory/plc/boiler/setpoint').at(-1)?.body.value === 21.5, 'the written value reported');
+    await until(() => harness.of('factory/plc/boiler/pump').at(-1)?.body.value === true, 'the written coil reported');
     assert.ok(harness.lines.some((l) => l.msg === 'modbus write confirmed by the device' && l.point === 'setpoint' && l.fn === 6));
   });
 
@@ -118,13 +117,13 @@ describe('modbus writes (ModbusIngest.writePoint, pymodbus over TCP)', () => {
       assert.equal(harness.ingest.stats().rejected.modbus_offline, 1);
       assert.equal(harness.ingest.stats().rejected.modbus_gateway, 2, 'the first attempt and its retry');
       // Its points get a reading of quality bad, and a poll (a probe) gets the same answer: still offline.
-      await waitFor(() => harness.of('factory/plc/boiler/setpoint').at(-1)?.body.quality === 'bad', 'a bad reading');
+      await until(() => harness.of('factory/plc/boiler/setpoint').at(-1)?.body.quality === 'bad', 'a bad reading');
       assert.match(harness.of('factory/plc/boiler/setpoint').at(-1)!.body.error!, new RegExp(`^offline: exception ${code} `));
       const probes = (await slave.requests()).total;
       await until(async () => (await slave.requests()).total >= probes + 2, 'two probes');
       assert.equal(harness.ingest.stats().buses.plc!.devices.boiler!.online, false);
       await slave.exception(1, 0);
-      await waitFor(() => harness.ingest.stats().buses.plc!.devices.boiler!.online, 'the device back');
+      await until(() => harness.ingest.stats().buses.plc!.devices.boiler!.online, 'the device back');
       await h!.stop();
       h = undefined;
     }
