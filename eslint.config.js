@@ -69,9 +69,9 @@ export default tseslint.config(
   ...boundary('forward', ['core', 'spool/interface.js', 'upstream/interface.js'], ALL_LIBS),
   ...boundary('ingest', ['core', 'route', 'spool/interface.js'], ALL_LIBS),
   ...boundary('ingest/mqtt', ['core', 'route', 'spool/interface.js', 'ingest/interface.js'], without(ONLY_MQTT)),
-  ...boundary('ingest/serial', ['core', 'route', 'spool/interface.js', 'ingest/interface.js'], without(ONLY_SERIAL)),
+  ...boundary('ingest/serial', ['core', 'route', 'spool/interface.js', 'ingest/interface.js', 'ingest/append-in-order.js'], without(ONLY_SERIAL)),
   // Modbus RTU runs on serial lines too: serialport, behind modbus-serial's client.
-  ...boundary('ingest/modbus', ['core', 'route', 'spool/interface.js', 'ingest/interface.js'], without([...ONLY_SERIAL, ...ONLY_MODBUS])),
+  ...boundary('ingest/modbus', ['core', 'route', 'spool/interface.js', 'ingest/interface.js', 'ingest/append-in-order.js'], without([...ONLY_SERIAL, ...ONLY_MODBUS])),
   ...boundary('downlink', ['core', 'upstream/downlink.js', 'upstream/interface.js'], ALL_LIBS),
   ...boundary('node-red', ['core', 'config', 'route', 'spool', 'forward', 'upstream', 'ops'], [...ONLY_MQTT, ...ONLY_SERIAL]),
   { files: ['src/demo/*.ts'], rules: onlyImports(1, ['gateway.js', 'config', 'config/*', 'core', 'core/*', 'upstream/amqp/demo-receiver.js'], ALL_LIBS) },

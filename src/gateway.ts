@@ -232,6 +232,15 @@ export class Gateway {
         const ports = this.serial.stats().ports;
         return config.serial.map((port) => ({ name: port.name, path: port.path, open: ports[port.name]?.open ?? false }));
       },
+      modbus: () => Object.entries(this.modbus.stats().buses).map(([name, bus]) => ({
+        name, open: bus.open, devices: Object.entries(bus.devices).map(([device, d]) => ({ name: device, unitId: d.unitId, online: d.online })),
+      })),
+      downlink: () => {
+        const downlink = this.downlink;
+        if (downlink === undefined || config.downlink === undefined) return undefined;
+        const stats = downlink.stats();
+        return { address: config.downlink.address, attached: stats.attached, received: stats.received, inProgress: stats.inProgress, outcomes: stats.outcomes, replies: stats.replies };
+      },
       upstream: () => {
         if (this.upstream === undefined) return undefined;
         return { ...this.upstream.state(), credit: this.upstream.credit() };
@@ -266,6 +275,7 @@ export class Gateway {
   }
 
   #metrics(): ReturnType<typeof createMetrics> {
+    const downlink = this.downlink;
     return createMetrics({
       spool: () => this.spool.stats(),
       ingested: () => this.#ingested(),
@@ -281,6 +291,7 @@ export class Gateway {
       modbusDevices: () => Object.entries(this.modbus.stats().buses)
         .flatMap(([bus, stats]) => Object.entries(stats.devices).map(([device, d]) => ({ bus, device, online: d.online }))),
       downlink: () => this.downlink?.stats().outcomes,
+      ...(downlink === undefined ? {} : { downlinkState: () => downlink.stats() }),
       info: { version: VERSION, gatewayId: this.#config.gatewayId },
     });
   }

@@ -1,9 +1,10 @@
 /**
- * Checks the schema cannot express: referenced files exist and are readable, and settings that
- * only make sense together (SASL EXTERNAL needs TLS and a client certificate, PLAIN refuses clear
- * text unless allowed). A file's contents are never read here and never echoed in a message.
+ * Checks the schema cannot express: referenced files exist and are readable, settings that only
+ * make sense together (SASL EXTERNAL needs TLS and a client certificate, PLAIN refuses clear text
+ * unless allowed), and one serial device for one Modbus bus or serial port. A file's contents are
+ * never read here and never echoed in a message.
  */
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ConfigIssue, PathSegment } from './issues.js';
 import type { Config } from './schema.js';
@@ -119,7 +120,35 @@ export function checkCombinations(config: Config): Issue[] {
   if (config.http.port === config.mqtt.port && sameInterface(config.http.host, config.mqtt.host)) {
     issues.push({ path: ['http', 'port'], message: `is already taken by mqtt.port (${config.mqtt.port})` });
   }
+  issues.push(...sharedSerialDevices(config));
   return issues;
+}
+
+/** A serial device opened by two (Modbus RTU buses, serial ports): each would take the other's bytes. */
+function sharedSerialDevices(config: Config): Issue[] {
+  const issues: Issue[] = [];
+  const users = new Map<string, string>();
+  const use = (path: string, where: PathSegment[], who: string): void => {
+    const device = deviceOf(path);
+    const first = users.get(device);
+    if (first === undefined) users.set(device, who);
+    else issues.push({ path: where, message: `is the serial device of ${first} already (each would take the other's bytes)` });
+  };
+  config.modbus.buses.forEach((bus, i) => {
+    if (bus.rtu !== undefined) use(bus.rtu.path, ['modbus', 'buses', i, 'rtu', 'path'], `modbus bus ${bus.name}`);
+  });
+  config.serial.forEach((port, i) => use(port.path, ['serial', i, 'path'], `serial port ${port.name}`));
+  return issues;
+}
+
+/** The device a path names: the same through another link (/dev/serial/by-id/…) when it exists now. */
+function deviceOf(path: string): string {
+  const absolute = resolve(path);
+  try {
+    return realpathSync(absolute);
+  } catch {
+    return absolute;
+  }
 }
 
 function sameInterface(a: string, b: string): boolean {

@@ -32,6 +32,9 @@ const ReportByExceptionSchema = z.strictObject({
   heartbeat: duration.default(60_000).describe('a value is reported at least this often, changed or not'),
 });
 
+/** A pause that may also be none. */
+const delay = z.union([z.literal(0), duration], { error: 'must be 0 or a duration: seconds, or text such as 5ms, 2s or 1m' });
+
 const order = z.enum(['big', 'little'], { error: 'must be big or little' }).default('big');
 
 const REGISTERS: Record<string, number> = { bit: 1, int16: 1, uint16: 1, int32: 2, uint32: 2, float32: 2, float64: 4 };
@@ -140,12 +143,15 @@ export const ModbusBusSchema = z.strictObject({
   timeout: duration.default(1000).describe('how long to wait for each response'),
   retries: z.number().int('must be an integer').min(0, 'must be from 0 to 10').max(10, 'must be from 0 to 10').default(2)
     .describe('attempts after the first for a request without a valid answer; then the device is offline'),
-  interFrameDelay: z.union([z.literal(0), duration]).optional()
+  interFrameDelay: delay.optional()
     .describe('silence between a response and the next request; 3.5 characters (at least 1.75 ms) on RTU, 0 on TCP when unset'),
+  lateWindow: delay.optional()
+    .describe('RTU: after a timeout the line is left quiet this long before the next request, so that a late answer lands there and is dropped (RTU answers carry no transaction id: one arriving during the next request would be taken as its answer); the timeout when unset'),
   offlineBackoff: z.strictObject({
     base: duration.default(1000),
     cap: duration.default(60_000),
-  }).prefault({}).describe('an offline device is polled again after base, doubling up to cap'),
+  }).refine((b) => b.base <= b.cap, { path: ['base'], error: (issue) => `must not be more than cap (${(issue.input as { cap: number }).cap} ms)` })
+    .prefault({}).describe('an offline device is polled again after base, doubling up to cap'),
   topic: topicTemplate.default('factory/{bus}/{device}/{point}').describe('the topic of each reading: {bus}, {device}, {point}, {unitId}'),
   devices: z.array(DeviceSchema).min(1, 'must list at least one device'),
 }).superRefine((bus, ctx) => {

@@ -3,11 +3,17 @@
  * min(cap, base * 2^n), so that a fleet of gateways that lost the same broker does not come back
  * in lock-step. After failures that will not fix themselves soon (auth, TLS), callers wait the
  * cap.
+ *
+ * `jitter: 'upper-half'` draws from the upper half instead (between half the ceiling and the
+ * ceiling): for a wait that must never be near zero, such as probing a silent device, where a
+ * zero wait would cost the bus a timeout at once.
  */
 export interface BackoffOptions {
   baseMs: number;
   capMs: number;
   random?: () => number;
+  /** 'full' (default): 0 to the ceiling; 'upper-half': half the ceiling to the ceiling. */
+  jitter?: 'full' | 'upper-half';
 }
 
 export class Backoff {
@@ -22,7 +28,8 @@ export class Backoff {
   next(): number {
     const ceiling = Math.min(this.#options.capMs, this.#options.baseMs * 2 ** Math.min(this.#attempt, 30));
     this.#attempt += 1;
-    return Math.floor((this.#options.random ?? Math.random)() * ceiling);
+    const random = (this.#options.random ?? Math.random)();
+    return Math.floor(this.#options.jitter === 'upper-half' ? ceiling * (0.5 + 0.5 * random) : random * ceiling);
   }
 
   /** The capped delay, with jitter over its upper half (never near zero). */

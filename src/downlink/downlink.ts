@@ -220,7 +220,8 @@ export class Downlink {
     const message = delivery.message;
     if (this.#replies === undefined || message.replyTo === undefined) return;
     const now = this.#now();
-    const correlationId = message.correlationId ?? message.id;
+    // In its own AMQP type: a requester matching replies by a ulong or binary id finds this one.
+    const correlationId = message.correlationIdValue ?? message.idValue;
     this.#replies.send(message.replyTo, {
       id: newReadingId(now), topic: message.subject ?? this.#options.address, payload: Buffer.from(JSON.stringify(body)),
       receivedAt: now, priority: 4, properties: { ok: body.ok === true },

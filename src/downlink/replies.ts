@@ -89,6 +89,7 @@ export class ReplySender {
 
   #failed(address: string, message: UpstreamMessage, why: string): void {
     this.failed += 1;
-    this.#log.warn({ replyTo: address, correlationId: message.correlationId, reason: why }, 'downlink: reply not delivered');
+    const id = message.correlationId;
+    this.#log.warn({ replyTo: address, correlationId: Buffer.isBuffer(id) ? id.toString('hex') : id, reason: why }, 'downlink: reply not delivered');
   }
 }

@@ -31,6 +31,8 @@ export interface MetricsSource {
   modbusDevices?(): Array<{ bus: string; device: string; online: boolean }>;
   /** Downlink commands settled, by outcome (accepted, rejected, released); undefined without a downlink. */
   downlink?(): Record<string, number> | undefined;
+  /** The downlink's link and replies; given only when there is a downlink (its series exist only then). */
+  downlinkState?(): { attached: boolean; inProgress: number; replies: { sent: number; failed: number } };
   /** Constant labels of `uplink_build_info`. */
   info: { version: string; gatewayId: string };
 }
@@ -101,6 +103,13 @@ export function createMetrics(input: MetricsSource, options: MetricsOptions = {}
   });
   labelled('uplink_downlink_commands_total', 'Commands received from the upstream, by outcome (accepted, rejected, released).', 'outcome',
     () => source.downlink?.() ?? {});
+  const downlinkState = source.downlinkState;
+  if (downlinkState !== undefined) {
+    gauge('uplink_downlink_attached', '1 while the link commands come on is attached.', () => (downlinkState().attached ? 1 : 0));
+    gauge('uplink_downlink_in_progress', 'Commands being carried out (received, not settled yet).', () => downlinkState().inProgress);
+    labelled('uplink_downlink_replies_total', 'Replies to commands, by result (sent: accepted by the broker; failed: not delivered).', 'result',
+      () => ({ sent: downlinkState().replies.sent, failed: downlinkState().replies.failed }));
+  }
   new Gauge({ name: 'uplink_build_info', help: 'Always 1; the labels say which uplink runs.', labelNames: ['version', 'gateway_id'], registers: [registry] })
     .set({ version: input.info.version, gateway_id: input.info.gatewayId }, 1);
   return registry;

@@ -23,6 +23,12 @@ export interface StatusSource {
   readiness(): { ready: boolean; conditions: Record<string, Condition> };
   listeners(): Listener[];
   serial(): Array<{ name: string; path: string; open: boolean }>;
+  modbus?(): Array<{ name: string; open: boolean; devices: Array<{ name: string; unitId: number; online: boolean }> }>;
+  /** Undefined without a downlink. */
+  downlink?(): {
+    address: string; attached: boolean; received: number; inProgress: number;
+    outcomes: Record<string, number>; replies: { sent: number; failed: number };
+  } | undefined;
   upstream(): {
     connected: boolean; url: string; credit: number; reconnects: number;
     lastError?: { code: string; message: string; at: number };
@@ -84,6 +90,8 @@ export function buildStatus(source: StatusSource): Record<string, unknown> {
     conditions: readiness.conditions,
     listeners: source.listeners(),
     serial: source.serial(),
+    modbus: { buses: source.modbus?.() ?? [] },
+    downlink: source.downlink?.() ?? null,
     upstream: upstream === undefined ? null : {
       connected: upstream.connected, url: upstream.url, credit: upstream.credit, reconnects: upstream.reconnects,
       lastError: upstream.lastError === undefined ? null

@@ -16,6 +16,8 @@
  *   every reconnect, and a while after the broker closed the link.
  */
 
+import type { AmqpId } from './interface.js';
+
 export interface DownlinkMessage {
   /** The message_id, when the sender set one. */
   id?: string;
@@ -23,7 +25,11 @@ export interface DownlinkMessage {
   /** A data section's bytes; otherwise the value of the amqp-value (or sequence) section. */
   body: unknown;
   contentType?: string;
+  /** The correlation_id as text (a binary one in hex), for logs and Node-RED. */
   correlationId?: string;
+  /** The message_id and correlation_id as they came (AmqpId), to send back unchanged in a reply. */
+  idValue?: AmqpId;
+  correlationIdValue?: AmqpId;
   replyTo?: string;
   /** ms since the epoch. */
   creationTime?: number;

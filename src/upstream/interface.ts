@@ -18,6 +18,9 @@
  *   given up like any other failure: everything unsettled is `lost`, then the next URL is tried.
  *   `reload()` is no failure: it reconnects to the URL in use.
  */
+/** An AMQP message-id or correlation-id as rhea gives it: a string, a ulong as a number, a uuid or binary as its bytes. */
+export type AmqpId = string | number | Buffer;
+
 export interface UpstreamMessage {
   id: string;
   topic: string;
@@ -28,8 +31,8 @@ export interface UpstreamMessage {
   ttlMs?: number;
   /** Extra application properties of its route. */
   properties?: Record<string, string | number | boolean>;
-  /** The correlation_id (a reply to a command carries the command's). */
-  correlationId?: string;
+  /** The correlation_id (a reply to a command carries the command's, of the same type). */
+  correlationId?: AmqpId;
 }
 
 export type Outcome =

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import rhea, { type Message } from 'rhea';
 import { startAmqpPeer, type AmqpPeer } from '../node-red/amqp-peer.js';
 import { startGateway, type GatewayProcess } from '../peers/gateway.js';
+import { until } from '../peers/until.js';
 
 const command = (id: string, body: unknown, raw = false): Message => ({
   message_id: id, body: rhea.message.data_section(Buffer.from(raw ? String(body) : JSON.stringify(body))),
@@ -35,14 +36,6 @@ after(async () => {
   if (gw !== undefined) assert.equal((await gw.stop()).code, 0);
   await peer?.stop();
 });
-
-async function until(condition: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('downlink outcomes on the wire', () => {
   test('each refusal is rejected with its AMQP condition and the reason; a command nobody can take now is released', async () => {

@@ -10,11 +10,13 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
+import rhea from 'rhea';
 import { commandClient, type CommandClient } from '../peers/amqp-commands.js';
 import { makeTestPki, type TestPki } from '../peers/certs.js';
 import { startGateway, type GatewayProcess } from '../peers/gateway.js';
 import { startRabbitMq, type RabbitMqPeer } from '../peers/rabbitmq.js';
 import { startSlave, type Slave } from '../ingest/modbus/slave.js';
+import { until } from '../peers/until.js';
 
 let pki: TestPki;
 let broker: RabbitMqPeer;
@@ -24,14 +26,6 @@ let client: CommandClient;
 
 const REPLIES = '/queue/replies';
 const DEAD = '/queue/commands-dead';
-
-async function until(condition: () => Promise<boolean> | boolean, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function depth(queue: string): Promise<number | undefined> {
   return broker.queueDepth(queue);
@@ -91,6 +85,24 @@ describe('downlink: commands from RabbitMQ to devices', () => {
     await until(async () => (await depth('commands')) === 0, 'the commands acknowledged');
     assert.equal(client.received(DEAD).length, 0, 'nothing dead-lettered');
     assert.ok(gw.logs.some((l) => l.msg === 'modbus write confirmed by the device' && l.point === 'setpoint' && l.fn === 16));
+  });
+
+  test('the reply carries the correlation_id as it came: a ulong stays a number, a binary stays bytes, a uuid stays a uuid', async () => {
+    const binary = Buffer.from('c0ffee', 'hex');
+    const uuid = Buffer.from('0123456789abcdef0123456789abcdef', 'hex');
+    const cases: Array<[unknown, (id: unknown) => boolean, string]> = [
+      [rhea.types.wrap_ulong(4242), (id) => id === 4242, 'ulong 4242'],
+      [rhea.types.wrap_binary(binary), (id) => Buffer.isBuffer(id) && id.equals(binary), 'binary c0ffee'],
+      [rhea.types.wrap_uuid(uuid), (id) => Buffer.isBuffer(id) && id.equals(uuid), 'uuid'],
+    ];
+    const deadBefore = client.received(DEAD).length;
+    for (const [correlationId, matches, what] of cases) {
+      await client.send({ target: 'modbus', bus: 'plc', device: 'boiler', point: 'nope', value: 1 }, { correlationId, replyTo: REPLIES });
+      const reply = await client.waitFor(REPLIES, (r) => matches(r.message.correlation_id), 10_000).catch(() => undefined);
+      assert.ok(reply !== undefined, `a reply with the correlation_id ${what}; got ${JSON.stringify(client.received(REPLIES).map((r) => r.message.correlation_id))}`);
+      assert.equal((JSON.parse(reply.text) as { error: { code: string } }).error.code, 'unknown_point');
+    }
+    await until(() => client.received(DEAD).length === deadBefore + cases.length, 'the three commands dead-lettered');
   });
 
   test('commands that cannot be done are rejected with the reason (unknown point, read-only, out of range, the device refuses, not a command)', async () => {
@@ -159,5 +171,25 @@ describe('downlink: commands from RabbitMQ to devices', () => {
     } finally {
       await device.endAsync();
     }
+  });
+
+  test('GET /metrics and GET /status show whether the command link is attached, the commands by outcome, the replies sent and failed, and the Modbus devices', async () => {
+    const metrics = await (await fetch(`http://127.0.0.1:${gw.httpPort}/metrics`)).text();
+    const value = (series: string): number | undefined => {
+      const line = metrics.split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.split(' ').at(-1));
+    };
+    assert.equal(value('uplink_downlink_attached'), 1, metrics);
+    assert.ok((value('uplink_downlink_replies_total{result="sent"}') ?? 0) >= 10, 'replies sent');
+    assert.equal(value('uplink_downlink_replies_total{result="failed"}'), 0);
+    assert.ok((value('uplink_downlink_commands_total{outcome="accepted"}') ?? 0) >= 3);
+    const status = await (await fetch(`http://127.0.0.1:${gw.httpPort}/status`)).json() as Record<string, unknown>;
+    const downlink = status.downlink as { address: string; attached: boolean; received: number; inProgress: number; outcomes: Record<string, number>; replies: { sent: number; failed: number } };
+    assert.equal(downlink.address, '/queue/commands');
+    assert.equal(downlink.attached, true);
+    assert.equal(downlink.inProgress, 0);
+    assert.deepEqual(downlink.replies, { sent: value('uplink_downlink_replies_total{result="sent"}'), failed: 0 });
+    assert.equal(downlink.received, downlink.outcomes.accepted! + downlink.outcomes.rejected! + downlink.outcomes.released!);
+    assert.deepEqual(status.modbus, { buses: [{ name: 'plc', open: true, devices: [{ name: 'boiler', unitId: 1, online: true }] }] });
   });
 });

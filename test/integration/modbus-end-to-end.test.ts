@@ -12,6 +12,7 @@ import { makeTestPki, type TestPki } from '../peers/certs.js';
 import { startGateway } from '../peers/gateway.js';
 import { startRabbitMq, type RabbitMqPeer } from '../peers/rabbitmq.js';
 import { startSlave, type Slave } from '../ingest/modbus/slave.js';
+import { until } from '../peers/until.js';
 
 let pki: TestPki;
 let broker: RabbitMqPeer;
@@ -28,14 +29,6 @@ after(async () => {
   await broker?.destroy();
   if (pki !== undefined) await rm(pki.dir, { recursive: true, force: true });
 });
-
-async function until(condition: () => Promise<boolean>, what: string, ms = 60_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('modbus end to end', () => {
   test('polled values reach RabbitMQ with the mapping of DESIGN.md, across an upstream outage, nothing lost', async () => {
@@ -60,16 +53,16 @@ describe('modbus end to end', () => {
       for (const value of values) {
         await slave.set(1, 'hr', 0, [value]);
         const count = await ingested();
-        await until(async () => (await ingested()) >= count + 2, `readings of ${value}`);
+        await until(async () => (await ingested()) >= count + 2, `readings of ${value}`, 60_000);
       }
     };
     try {
-      await until(async () => (await metric('uplink_upstream_connected')) === 1, 'connected');
+      await until(async () => (await metric('uplink_upstream_connected')) === 1, 'connected', 60_000);
       await step([1, 2, 3]);
       assert.equal(await metric('uplink_modbus_device_online{bus="plc",device="press"}'), 1);
       assert.equal(await metric('uplink_ingest_connections{adapter="modbus"}'), 1);
       await broker.stop();
-      await until(async () => (await metric('uplink_upstream_connected')) === 0, 'the outage seen');
+      await until(async () => (await metric('uplink_upstream_connected')) === 0, 'the outage seen', 60_000);
       await step([4, 5, 6, 7]);
       assert.ok((await metric('uplink_spool_depth')) > 0, 'readings wait in the spool during the outage');
       await broker.start();

@@ -15,7 +15,8 @@ export interface Received {
 
 export interface CommandClient {
   /** Sends one command; resolves once the broker accepted it (it is in the queue). */
-  send(body: unknown, options?: { correlationId?: string; replyTo?: string; messageId?: string; raw?: boolean }): Promise<void>;
+  /** `correlationId`: a string, a number (ulong), a Buffer (uuid when 16 bytes) or a value of rhea.types (e.g. wrap_binary). */
+  send(body: unknown, options?: { correlationId?: unknown; replyTo?: string; messageId?: string; raw?: boolean }): Promise<void>;
   /** Messages that arrived on `address` (replies, dead letters), in order. */
   received(address: string): Received[];
   /** Starts reading `address` (declaring it as a durable queue). */
@@ -46,7 +47,7 @@ export async function commandClient(options: { host: string; port: number; pki: 
       const message: Message = {
         message_id: opts.messageId ?? `cmd-${process.pid}-${++counter}`, durable: true,
         body: opts.raw === true ? rhea.message.data_section(Buffer.from(String(body))) : rhea.message.data_section(Buffer.from(JSON.stringify(body))),
-        ...(opts.correlationId === undefined ? {} : { correlation_id: opts.correlationId }),
+        ...(opts.correlationId === undefined ? {} : { correlation_id: opts.correlationId as Message['correlation_id'] }),
         ...(opts.replyTo === undefined ? {} : { reply_to: opts.replyTo }),
       };
       const delivery = sender.send(message);

@@ -15,6 +15,10 @@ per line, and answers each with one JSON line carrying the same "id":
     {"id": 4, "op": "unmute", "unit": 1}   ...and answers again, with the values it had
     {"id": 5, "op": "requests"}            -> {"requests": N, "byUnit": {"1": N1, ...}}: requests decoded
                                               (answered or ignored), in total and per unit id
+    {"id": 6, "op": "exception", "unit": 1, "code": 11, "functions": [6, 16]}
+                                           the unit answers requests of those function codes (all
+                                           when "functions" is missing) with exception `code`,
+                                           changing nothing; "code": 0 ends it
 
 Tables: co (coils), di (discrete inputs), hr (holding registers), ir (input registers).
 """
@@ -51,6 +55,8 @@ class Slave:
         self.requests = 0
         self.by_unit = {}
         self.muted = set()
+        # unit -> (exception code, function codes or None for all)
+        self.exceptions = {}
 
     def handle(self, command):
         op = command.get("op")
@@ -68,19 +74,33 @@ class Slave:
         if op == "unmute":
             self.muted.discard(command["unit"])
             return {}
+        if op == "exception":
+            if command["code"]:
+                self.exceptions[command["unit"]] = (command["code"], command.get("functions"))
+            else:
+                self.exceptions.pop(command["unit"], None)
+            return {}
         if op == "requests":
             return {"requests": self.requests, "byUnit": {str(k): v for k, v in self.by_unit.items()}}
         raise ValueError(f"unknown op {op!r}")
 
 
 def instrument(slave, server):
-    """Counts the requests the server decoded, and leaves those to a muted unit unanswered."""
+    """Counts the requests the server decoded, leaves those to a muted unit unanswered, and answers
+    those of a unit told to with an exception."""
     original = server.handler.execute
 
     def execute(handler, request, *addr):
         slave.requests += 1
         slave.by_unit[request.unit_id] = slave.by_unit.get(request.unit_id, 0) + 1
         if request.unit_id in slave.muted:
+            return None
+        exception = slave.exceptions.get(request.unit_id)
+        if exception is not None and (exception[1] is None or request.function_code in exception[1]):
+            response = request.doException(exception[0])
+            response.transaction_id = request.transaction_id
+            response.unit_id = request.unit_id
+            handler.send(response, *addr)
             return None
         return original(handler, request, *addr)
 

@@ -85,6 +85,8 @@ export interface ModbusBusConfig {
   retries: number;
   /** ms of silence between a response and the next request; undefined: 3.5 characters (RTU, at least 1.75 ms), 0 (TCP). */
   interFrameDelay?: number | undefined;
+  /** RTU: ms the line is left quiet after a timeout, for a late answer to land and be dropped; undefined: the timeout. */
+  lateWindow?: number | undefined;
   /** Polls of a device that stopped answering: the first after `offlineBackoff.base` ms, doubling up to `cap`. */
   offlineBackoff: { base: number; cap: number };
   /** Topic template: {bus}, {device}, {point}, {unitId}. */

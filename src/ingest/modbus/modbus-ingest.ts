@@ -91,11 +91,6 @@ export class ModbusIngest implements IngestAdapter {
 
   async start(): Promise<void> {
     if (this.#buses.length > 0) throw new GatewayError('INTERNAL', 'modbus ingest started twice');
-    const names = new Set<string>();
-    for (const bus of this.#options.buses) {
-      if (names.has(bus.name)) throw new GatewayError('CONFIG_INVALID', `modbus: two buses are named ${bus.name}`);
-      names.add(bus.name);
-    }
     this.#buses = this.#options.buses.map((config) => new ModbusBus({
       config, log: this.#log, limited: this.#limited, stamp: this.#now,
       onSample: (device, point, sample, time) => this.#onSample(config, device, point, sample, time),

@@ -37,9 +37,4 @@ export class Reporter {
     if (report) this.#last = { sample, at: now };
     return report;
   }
-
-  /** The last sample reported was bad: a quality change is pending once the device answers. */
-  get lastQuality(): Sample['quality'] | undefined {
-    return this.#last?.sample.quality;
-  }
 }

@@ -12,11 +12,15 @@
  * Here a frame is cut by what the request lets us expect: the unit id, then the function code
  * (or the exception code, function | 0x80), then the length the request implies (5 bytes for an
  * exception). Bytes that cannot start that frame are garbage, skipped one at a time and counted;
- * bytes that arrive while no request waits (late answers, noise) are garbage too and never reach
- * the next request. CRC and exception checks stay with modbus-serial. Since RTU has no
- * transaction id, a late answer that arrives after the next request went out could still be taken
- * for its answer if unit, function and length match: the response timeout must be longer than the
- * slowest slave's answer, and the inter-frame delay lets a late answer land in the gap.
+ * bytes that arrive while no request waits (noise) are garbage too and never reach the next
+ * request. CRC and exception checks stay with modbus-serial.
+ *
+ * Late answers: RTU has no transaction id, so an answer that comes after its request timed out
+ * and after the next request went out would pass every check as the next answer if unit,
+ * function and length match (another point of the same size on the same device: its value would
+ * be stored as this one's). So after a timeout (`abandon()`) the line expects nothing: bytes that
+ * arrive then are late, kept apart from garbage and taken by `takeLate()`; the connection leaves
+ * the line quiet for a window before the next request (connection.ts), as libmodbus does.
  *
  * RS-485: the adapter or the kernel switches the direction (see config/modbus-schema.ts); with
  * `echo` the request's own bytes, heard back by an adapter that does not suppress them, are
@@ -58,6 +62,9 @@ export class RtuLine extends EventEmitter {
   #port: SerialPort | undefined;
   #expected: Expected | undefined;
   #buffer: Buffer = Buffer.alloc(0);
+  /** Since the last timeout, until the next request: what arrives is a late answer. */
+  #afterTimeout = false;
+  #lateBytes = 0;
   /** Runs of bytes skipped as garbage, and their bytes. */
   garbageRuns = 0;
   garbageBytes = 0;
@@ -94,6 +101,8 @@ export class RtuLine extends EventEmitter {
       this.#port = port;
       this.#buffer = Buffer.alloc(0);
       this.#expected = undefined;
+      this.#afterTimeout = false;
+      this.#lateBytes = 0;
       callback(null);
     });
   }
@@ -117,6 +126,10 @@ export class RtuLine extends EventEmitter {
     const port = this.#port;
     if (port === undefined) return;
     this.#discard();
+    // Late bytes nobody took (they came after the quiet window) are garbage.
+    if (this.#lateBytes > 0) this.#garbage(this.#lateBytes);
+    this.#afterTimeout = false;
+    this.#lateBytes = 0;
     this.#expected = { unit: frame[0]!, fn: frame[1]!, length: responseLength(frame), echo: this.#config.rs485.echo ? frame.length : 0 };
     port.write(frame);
   }
@@ -131,7 +144,16 @@ export class RtuLine extends EventEmitter {
     if (started === 0) this.#discard();
     this.#buffer = Buffer.alloc(0);
     this.#expected = undefined;
+    this.#afterTimeout = true;
+    this.#lateBytes = 0;
     return started;
+  }
+
+  /** Bytes that came since the last timeout (a late answer, or the rest of one cut short); counted once. */
+  takeLate(): number {
+    const bytes = this.#lateBytes;
+    this.#lateBytes = 0;
+    return bytes;
   }
 
   /** Drops what is buffered, as garbage. */
@@ -149,7 +171,8 @@ export class RtuLine extends EventEmitter {
   #onData(chunk: Buffer): void {
     const expected = this.#expected;
     if (expected === undefined) {
-      this.#garbage(chunk.length);
+      if (this.#afterTimeout) this.#lateBytes += chunk.length;
+      else this.#garbage(chunk.length);
       return;
     }
     let data = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);

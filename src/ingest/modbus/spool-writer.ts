@@ -8,18 +8,18 @@
  *
  * Polls produce readings at the pace of the bus, not of the disk; the queue between them is
  * bounded: `room()` resolves only while fewer than `highWater` readings wait, so a spool that
- * waits (full under `block`, disk full) holds the buses back instead of filling memory. A
- * retryable failure is tried again; a batch too large for the spool is split; anything else is
- * counted (`spool_error`) and logged. `stop()` resolves once every queued reading is committed,
- * or after `graceMs` without room, counting what is left as `stopped`.
+ * waits (full under `block`, disk full) holds the buses back instead of filling memory. The
+ * appends themselves follow ../append-in-order.ts (shared with serial ingest): a retryable
+ * failure is tried again, a batch too large for the spool is split, anything else is counted
+ * (`spool_error`) and logged. `stop()` resolves once every queued reading is committed, or after
+ * `graceMs` without room, counting what is left as `stopped`.
  */
 import type { RoutedReading } from '../../core/envelope.js';
-import { GatewayError, isGatewayError, messageOf } from '../../core/errors.js';
+import { GatewayError, messageOf } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { RateLimitedLog } from '../../core/rate-limited-log.js';
 import type { Spool } from '../../spool/interface.js';
-
-const MAX_BATCH = 512;
+import { appendInOrder, MAX_BATCH } from '../append-in-order.js';
 
 export interface SpoolWriterOptions {
   spool: Pick<Spool, 'append'>;
@@ -35,13 +35,15 @@ export interface SpoolWriterOptions {
 export class SpoolWriter {
   readonly #options: SpoolWriterOptions;
   readonly #highWater: number;
-  readonly #abort = new AbortController();
+  /** Aborts the appends when a stop gives up; a new one for each stop, so that a start after it appends again. */
+  #abort = new AbortController();
   #queue: RoutedReading[] = [];
   #draining: Promise<void> | undefined;
   #batchTimer: NodeJS.Timeout | undefined;
   #batched: (() => void) | undefined;
   #waiters: Array<() => void> = [];
-  #batchLimit = MAX_BATCH;
+  /** Readings per append: bounded, and halved when the spool says a batch can never fit. */
+  readonly #batch = { limit: MAX_BATCH };
 
   constructor(options: SpoolWriterOptions) {
     this.#options = options;
@@ -78,9 +80,11 @@ export class SpoolWriter {
     clearTimeout(this.#batchTimer);
     this.#batched?.();
     const graceMs = this.#options.graceMs ?? 5000;
-    const grace = setTimeout(() => this.#abort.abort(new GatewayError('IO', 'modbus ingest stopped')), graceMs);
+    const abort = this.#abort;
+    const grace = setTimeout(() => abort.abort(new GatewayError('IO', 'modbus ingest stopped')), graceMs);
     while (this.#draining !== undefined) await this.#draining;
     clearTimeout(grace);
+    if (abort.signal.aborted) this.#abort = new AbortController();
     const left = this.#queue.splice(0).length;
     this.#release();
     if (left > 0) {
@@ -94,37 +98,17 @@ export class SpoolWriter {
     for (const wake of this.#waiters.splice(0)) wake();
   }
 
-  async #drain(): Promise<void> {
+  #drain(): Promise<void> {
     const { spool, log, limited, count } = this.#options;
-    const signal = this.#abort.signal;
-    while (this.#queue.length > 0 && !signal.aborted) {
-      const batch = this.#queue.splice(0, this.#batchLimit);
-      for (;;) {
-        try {
-          await spool.append(batch, { signal });
-          for (const reading of batch) count('ingested', reading.address);
-          break;
-        } catch (err) {
-          if (signal.aborted) {
-            this.#queue.unshift(...batch);
-            return;
-          }
-          if (isGatewayError(err) && err.code === 'PAYLOAD_TOO_LARGE' && batch.length > 1) {
-            this.#batchLimit = Math.max(1, Math.floor(batch.length / 2));
-            this.#queue.unshift(...batch);
-            break;
-          }
-          if (isGatewayError(err) && err.retryable) {
-            limited.write('warn', 'modbus:spool_retry', { err: err.message }, 'modbus: spool append failed; retrying');
-            await new Promise((resolve) => setTimeout(resolve, 200));
-            continue;
-          }
-          count('rejected', 'spool_error', batch.length);
-          log.error({ err: messageOf(err), readings: batch.length }, 'modbus: readings could not be stored');
-          break;
-        }
-      }
-      this.#release();
-    }
+    return appendInOrder(this.#queue, {
+      spool, signal: this.#abort.signal, batch: this.#batch,
+      stored: (batch) => { for (const reading of batch) count('ingested', reading.address); },
+      retrying: (err) => limited.write('warn', 'modbus:spool_retry', { err: err.message }, 'modbus: spool append failed; retrying'),
+      failed: (batch, err) => {
+        count('rejected', 'spool_error', batch.length);
+        log.error({ err: messageOf(err), readings: batch.length }, 'modbus: readings could not be stored');
+      },
+      settled: () => this.#release(),
+    });
   }
 }

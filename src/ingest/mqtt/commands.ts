@@ -7,12 +7,17 @@
  * delivered to each subscriber on its own (`client.publish`), its packet id is taken from the
  * client's own sequence when aedes asks `authorizeForward` about it (QoSPacket keeps an id the
  * packet already has), and acknowledgements are seen where aedes clears an outgoing packet id,
- * which it does for every PUBACK and PUBCOMP, clean session or not. Checked against aedes 1.2 by
- * test/integration/downlink-mqtt.test.ts.
+ * which it does for every PUBACK and PUBCOMP (not PUBREC), clean session or not. Checked against
+ * aedes 1.2 by test/ingest/mqtt/commands.test.ts.
  *
  * A command is done when every subscriber it went to confirmed it (QoS 0: once written to them).
- * No subscriber connected, one that leaves first, or the timeout: `unavailable` (the command can
- * be tried again later). A topic that is not a valid publish topic: `refused`.
+ * `unavailable` (the command can be tried again later): no subscriber connected, one that leaves
+ * first, the timeout, and a QoS 1 or 2 command to a subscriber granted QoS 0, which cannot
+ * confirm it (nothing is sent then: "accepted" must mean that every device confirmed; who is
+ * subscribed how can change by the next try). A command not confirmed is also taken out of a
+ * persistent session, or aedes would send it again when the device comes back, after the command
+ * was released and maybe overtaken by a newer one. A topic that is not a valid publish topic:
+ * `refused`.
  */
 import type { Aedes, Client, PublishPacket } from 'aedes';
 import { topicMatches } from '../../route/topic-filter.js';
@@ -33,11 +38,11 @@ export type MqttCommandResult =
 interface Delivery {
   /** Called with the client and the packet id aedes will send the command with. */
   assigned: (client: Client, messageId: number) => void;
-  /** The confirmations it waits for, to forget them when it is over. */
-  awaited: Array<[Client, number]>;
+  /** The confirmations it waits for, to forget them when it is over (and whether each came). */
+  awaited: Array<{ client: Client; messageId: number; confirmed: boolean }>;
 }
 
-type ClientInternals = Client & { _nextId: number; subscriptions: Record<string, { qos: number }>; closed: boolean };
+type ClientInternals = Client & { _nextId: number; subscriptions: Record<string, { qos: number }>; closed: boolean; clean: boolean };
 type Persistence = { outgoingClearMessageId: (client: Client, packet: { messageId?: number }) => Promise<unknown> };
 
 export class CommandPublisher {
@@ -46,12 +51,15 @@ export class CommandPublisher {
   /** Confirmations awaited: client → packet id → what to call. */
   readonly #awaiting = new Map<Client, Map<number, (confirmed: boolean) => void>>();
   #broker: Aedes | undefined;
+  /** aedes' own outgoingClearMessageId, without the hook. */
+  #clear: Persistence['outgoingClearMessageId'] | undefined;
 
   /** Hooks into a new broker: sees every PUBACK and PUBCOMP, and every client that leaves. */
   attach(broker: Aedes): void {
     this.#broker = broker;
     const persistence = (broker as unknown as { persistence: Persistence }).persistence;
     const clear = persistence.outgoingClearMessageId.bind(persistence);
+    this.#clear = clear;
     persistence.outgoingClearMessageId = (client, packet) => {
       if (packet.messageId !== undefined) this.#confirm(client, packet.messageId, true);
       return clear(client, packet);
@@ -90,6 +98,12 @@ export class CommandPublisher {
       for (const [filter, subscription] of Object.entries(client.subscriptions ?? {})) {
         if (topicMatches(filter, command.topic)) granted = Math.max(granted, subscription.qos);
       }
+      if (granted === 0 && command.qos > 0) {
+        return {
+          status: 'unavailable',
+          reason: `a subscriber of ${command.topic} was granted QoS 0 (${client.id}): it cannot confirm a QoS ${command.qos} command; send it with qos 0, or subscribe with QoS 1`,
+        };
+      }
       if (granted >= 0) recipients.push({ client, qos: Math.min(granted, command.qos) as 0 | 1 | 2 });
     }
     if (recipients.length === 0) return { status: 'unavailable', reason: `no device is subscribed to ${command.topic}` };
@@ -98,11 +112,15 @@ export class CommandPublisher {
     const delivery: Delivery = {
       awaited: [],
       assigned: (client, messageId) => {
-        delivery.awaited.push([client, messageId]);
+        const awaited = { client, messageId, confirmed: false };
+        delivery.awaited.push(awaited);
         confirmations.push(new Promise<boolean>((resolve) => {
           let awaiting = this.#awaiting.get(client);
           if (awaiting === undefined) this.#awaiting.set(client, awaiting = new Map());
-          awaiting.set(messageId, resolve);
+          awaiting.set(messageId, (confirmed) => {
+            awaited.confirmed = confirmed;
+            resolve(confirmed);
+          });
         }));
       },
     };
@@ -136,8 +154,12 @@ export class CommandPublisher {
     } finally {
       clearTimeout(timer);
       this.#deliveries.delete(payload);
-      // A confirmation that did not come in time is not waited for any more.
-      for (const [client, messageId] of delivery.awaited) this.#confirm(client, messageId, false);
+      // A confirmation that did not come in time is not waited for any more, and a persistent
+      // session does not keep the command to send it again later.
+      for (const { client, messageId } of delivery.awaited) this.#confirm(client, messageId, false);
+      for (const { client, messageId, confirmed } of delivery.awaited) {
+        if (!confirmed && !(client as ClientInternals).clean) void this.#clear?.(client, { messageId }).catch(() => {});
+      }
     }
   }
 

@@ -28,11 +28,12 @@ import { realpath } from 'node:fs/promises';
 import { SerialPort } from 'serialport';
 import { Backoff } from '../../core/backoff.js';
 import type { RoutedReading } from '../../core/envelope.js';
-import { GatewayError, isGatewayError, messageOf } from '../../core/errors.js';
+import { GatewayError, messageOf } from '../../core/errors.js';
 import { newReadingId } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
 import type { Router } from '../../route/router.js';
 import type { Spool } from '../../spool/interface.js';
+import { appendInOrder, MAX_BATCH } from '../append-in-order.js';
 import type { IngestAdapter, IngestStats } from '../interface.js';
 import type { SerialPortConfig } from './config.js';
 import { decodeFrame, fillTopic } from './decode.js';
@@ -81,26 +82,6 @@ function count(record: Record<string, number>, key: string, n = 1): void {
   record[key] = (record[key] ?? 0) + n;
 }
 
-/** Readings per spool.append: a burst is committed in a few transactions, never one huge one. */
-const MAX_BATCH = 512;
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 class PortReader {
   readonly config: SerialPortConfig;
   readonly #shared: Shared;
@@ -122,7 +103,7 @@ class PortReader {
   #watchTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** Readings per append: bounded, and halved when the spool says a batch can never fit. */
-  #batchLimit = MAX_BATCH;
+  readonly #batch = { limit: MAX_BATCH };
   opens = 0;
 
   constructor(config: SerialPortConfig, shared: Shared) {
@@ -304,41 +285,20 @@ class PortReader {
   }
 
   /** Appends what is queued, in order, one batch at a time; the port stays paused meanwhile. */
-  async #drain(): Promise<void> {
+  #drain(): Promise<void> {
     const shared = this.#shared;
-    const signal = this.#abort.signal;
-    // While stopping too: what was read is stored, unless stop() gives up (signal).
-    while (this.#queue.length > 0 && !signal.aborted) {
-      const batch = this.#queue.splice(0, this.#batchLimit);
-      for (;;) {
-        try {
-          await shared.spool.append(batch, { signal });
-          for (const reading of batch) shared.ingested.add(reading.address);
-          break;
-        } catch (err) {
-          if (signal.aborted) {
-            // stop() gave up: it counts what is left.
-            this.#queue.unshift(...batch);
-            return;
-          }
-          if (isGatewayError(err) && err.code === 'PAYLOAD_TOO_LARGE' && batch.length > 1) {
-            // More than the whole spool may hold at once: smaller batches from now on.
-            this.#batchLimit = Math.max(1, Math.floor(batch.length / 2));
-            this.#queue.unshift(...batch);
-            break;
-          }
-          if (isGatewayError(err) && err.retryable) {
-            // Not stored yet: keep the port paused (the device is held back) and try again.
-            shared.limited.write('warn', `${this.config.name}:spool_retry`, { port: this.config.name, err: err.message }, 'serial: spool append failed; retrying');
-            await sleep(200, signal);
-            continue;
-          }
-          count(shared.rejected, 'spool_error', batch.length);
-          shared.log.error({ port: this.config.name, err: messageOf(err), readings: batch.length }, 'serial: readings could not be stored');
-          break;
-        }
-      }
-    }
+    const port = this.config.name;
+    // While stopping too: what was read is stored, unless stop() gives up (signal; it counts what is left).
+    return appendInOrder(this.#queue, {
+      spool: shared.spool, signal: this.#abort.signal, batch: this.#batch,
+      stored: (batch) => { for (const reading of batch) shared.ingested.add(reading.address); },
+      // Not stored yet: the port stays paused (the device is held back) and it is tried again.
+      retrying: (err) => shared.limited.write('warn', `${port}:spool_retry`, { port, err: err.message }, 'serial: spool append failed; retrying'),
+      failed: (batch, err) => {
+        count(shared.rejected, 'spool_error', batch.length);
+        shared.log.error({ port, err: messageOf(err), readings: batch.length }, 'serial: readings could not be stored');
+      },
+    });
   }
 }
 

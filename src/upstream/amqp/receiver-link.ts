@@ -24,6 +24,7 @@
 import type { Connection, Delivery, EventContext, Message, Receiver, Session } from 'rhea';
 import type { Logger } from '../../core/logger.js';
 import type { DownlinkDelivery, DownlinkMessage, DownlinkOutcome, ReceiverError, UpstreamReceiver, UpstreamReceiverOptions } from '../downlink.js';
+import type { AmqpId } from '../interface.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
 import { guarded } from './guard.js';
 
@@ -287,10 +288,14 @@ export function toDownlinkMessage(message: Message): DownlinkMessage {
   };
   const id = idText(m.message_id);
   if (id !== undefined) result.id = id;
+  const idValue = idAsIs(m.message_id);
+  if (idValue !== undefined) result.idValue = idValue;
   if (typeof m.subject === 'string') result.subject = m.subject;
   if (typeof m.content_type === 'string') result.contentType = m.content_type;
   const correlationId = idText(m.correlation_id);
   if (correlationId !== undefined) result.correlationId = correlationId;
+  const correlationIdValue = idAsIs(m.correlation_id);
+  if (correlationIdValue !== undefined) result.correlationIdValue = correlationIdValue;
   if (typeof m.reply_to === 'string') result.replyTo = m.reply_to;
   const created = m.creation_time as unknown;
   if (created instanceof Date) result.creationTime = created.getTime();
@@ -303,6 +308,10 @@ function bodyOf(body: unknown): unknown {
   const section = body as { typecode?: number; content?: unknown } | undefined;
   if (section !== null && typeof section === 'object' && section.typecode === 0x75 && Buffer.isBuffer(section.content)) return section.content;
   return body;
+}
+
+function idAsIs(id: unknown): AmqpId | undefined {
+  return typeof id === 'string' || typeof id === 'number' || Buffer.isBuffer(id) ? id : undefined;
 }
 
 function idText(id: unknown): string | undefined {

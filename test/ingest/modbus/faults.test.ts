@@ -1,15 +1,16 @@
 /**
  * Bad input on a Modbus RTU line, injected for real by a relay between the gateway and the
  * pymodbus slave (relay.ts): a corrupted frame, a response cut short, garbage before a response
- * and between requests, and a storm of random garbage. Each is counted by reason, never crashes
- * the bus, and never becomes a stored value.
+ * and between requests, a response that comes after its timeout, a write confirmation that echoes
+ * another value, and a storm of random garbage. Each is counted by reason, never crashes the bus,
+ * and never becomes a stored value.
  */
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { busConfig, startModbus, tempDir, waitFor, type Harness } from './helpers.js';
-import { startRelay, type Relay } from './relay.js';
+import { busConfig, startModbus, tempDir, until, type Harness } from './helpers.js';
+import { startRelay, withCrc, type Relay } from './relay.js';
 import { startSlave, type Slave } from './slave.js';
 
 let dir: string;
@@ -22,6 +23,10 @@ before(async () => {
   relay = await startRelay(dir);
   slave = await startSlave({ rtu: relay.slave, units: [1] });
   await slave.set(1, 'hr', 0, [0x1234, 0x5678]);
+});
+
+beforeEach(() => {
+  relay.delay = 0;
 });
 
 afterEach(async () => {
@@ -40,16 +45,19 @@ const TOPIC = 'factory/line1/meter/v';
 async function start(interval = '100ms', echo = false): Promise<Harness> {
   h = await startModbus(dir, [busConfig({
     name: 'line1', rtu: { path: relay.gateway, baudRate: 115200, parity: 'none', rs485: { echo } }, timeout: '300ms', retries: 2,
-    devices: [{ name: 'meter', unitId: 1, interval, points: [{ name: 'v', function: 'holding', address: 0, type: 'uint32' }] }],
+    devices: [{ name: 'meter', unitId: 1, interval, points: [
+      { name: 'v', function: 'holding', address: 0, type: 'uint32' },
+      { name: 'w', function: 'holding', address: 20, writable: true, interval: '1h' },
+    ] }],
   })]);
-  await waitFor(() => h!.of(TOPIC).length >= 1, 'a first reading');
+  await until(() => h!.of(TOPIC).length >= 1, 'a first reading');
   return h;
 }
 
 /** Waits for `n` more readings of the point. */
 async function more(harness: Harness, n: number): Promise<void> {
   const count = harness.of(TOPIC).length;
-  await waitFor(() => harness.of(TOPIC).length >= count + n, `${n} more readings`);
+  await until(() => harness.of(TOPIC).length >= count + n, `${n} more readings`);
 }
 
 function assertOnlyTrueValues(harness: Harness): void {
@@ -64,7 +72,7 @@ describe('modbus RTU: bad input injected on the line', () => {
     const tampered = relay.tampered;
     // Response: unit, function, byte count, 4 data bytes, CRC: byte 4 is data.
     relay.corruptNext(4);
-    await waitFor(() => (harness.ingest.stats().rejected.modbus_crc ?? 0) >= 1, 'a CRC error counted');
+    await until(() => (harness.ingest.stats().rejected.modbus_crc ?? 0) >= 1, 'a CRC error counted');
     assert.equal(relay.tampered, tampered + 1);
     await more(harness, 2);
     assertOnlyTrueValues(harness);
@@ -75,7 +83,7 @@ describe('modbus RTU: bad input injected on the line', () => {
   test('a corrupted unit id: the frame is skipped as garbage, the request times out and the retry reads the true value', async () => {
     const harness = await start();
     relay.corruptNext(0);
-    await waitFor(() => (harness.ingest.stats().rejected.modbus_timeout ?? 0) >= 1, 'a timeout counted');
+    await until(() => (harness.ingest.stats().rejected.modbus_timeout ?? 0) >= 1, 'a timeout counted');
     await more(harness, 2);
     assert.ok((harness.ingest.stats().rejected.modbus_garbage ?? 0) >= 1, 'the bytes were counted as garbage');
     assertOnlyTrueValues(harness);
@@ -84,7 +92,7 @@ describe('modbus RTU: bad input injected on the line', () => {
   test('a response cut short is counted modbus_short_frame, and its bytes do not spoil the next response', async () => {
     const harness = await start();
     relay.truncateNext(4);
-    await waitFor(() => (harness.ingest.stats().rejected.modbus_short_frame ?? 0) >= 1, 'a short frame counted');
+    await until(() => (harness.ingest.stats().rejected.modbus_short_frame ?? 0) >= 1, 'a short frame counted');
     await more(harness, 3);
     assertOnlyTrueValues(harness);
     assert.equal(harness.ingest.stats().rejected.modbus_crc, undefined, 'no CRC error: the cut frame was not glued to the next one');
@@ -95,7 +103,7 @@ describe('modbus RTU: bad input injected on the line', () => {
     relay.prefixNext(Buffer.from([0x00, 0xff, 0x13, 0x37]));
     await more(harness, 1);
     await relay.inject(Buffer.from('noise on the line\r\n'));
-    await waitFor(() => (harness.ingest.stats().rejected.modbus_garbage ?? 0) >= 2, 'two runs of garbage counted');
+    await until(() => (harness.ingest.stats().rejected.modbus_garbage ?? 0) >= 2, 'two runs of garbage counted');
     await more(harness, 2);
     assertOnlyTrueValues(harness);
     assert.ok(harness.ingest.stats().buses.line1!.garbageBytes >= 4 + 19);
@@ -112,6 +120,58 @@ describe('modbus RTU: bad input injected on the line', () => {
     } finally {
       relay.echo = false;
     }
+  });
+
+  test('a response that comes after its timeout is dropped in the quiet window that follows, counted modbus_late, never taken as the answer to the next request', async () => {
+    // Two points of the same size on one device: a late answer to one would pass every check
+    // as the answer to the other (RTU has no transaction id). Every response takes 100 ms (a slow
+    // slave keeps a request waiting most of the time), one takes 350 ms: past the 300 ms timeout.
+    await slave.set(1, 'hr', 10, [111, 222]);
+    relay.delay = 100;
+    h = await startModbus(dir, [busConfig({
+      name: 'line1', rtu: { path: relay.gateway, baudRate: 115200, parity: 'none' }, timeout: '300ms', retries: 1,
+      devices: [{ name: 'meter', unitId: 1, interval: '50ms', points: [
+        { name: 'a', function: 'holding', address: 10 },
+        { name: 'b', function: 'holding', address: 11 },
+      ] }],
+    })]);
+    const harness = h;
+    const a = (): number => harness.of('factory/line1/meter/a').length;
+    const b = (): number => harness.of('factory/line1/meter/b').length;
+    await until(() => a() >= 2 && b() >= 2, 'readings of both points');
+    relay.delayNext(350);
+    await until(() => (harness.ingest.stats().rejected.modbus_timeout ?? 0) >= 1, 'the timeout');
+    const [aAt, bAt] = [a(), b()];
+    await until(() => a() >= aAt + 5 && b() >= bAt + 5, 'five more readings of each point', 20_000);
+    for (const [point, value] of [['a', 111], ['b', 222]] as const) {
+      const values = harness.of(`factory/line1/meter/${point}`).map((r) => r.body.value);
+      assert.ok(values.every((v) => v === value), `point ${point}: ${JSON.stringify(values)}`);
+    }
+    const rejected = harness.ingest.stats().rejected;
+    assert.equal(rejected.modbus_late, 1, JSON.stringify(rejected));
+    assert.equal(rejected.modbus_offline, undefined, 'the retry answered: the device stayed online');
+    assert.ok(harness.lines.some((l) => l.msg === 'modbus answer came after its timeout; dropped' && l.bus === 'line1' && l.bytes === 7));
+  });
+
+  test('a write confirmation that echoes another value than the one written is no confirmation: counted modbus_unexpected, and the write is not done', async () => {
+    const harness = await start('1h');
+    await until(() => harness.of('factory/line1/meter/w').length >= 1, 'the first poll of w');
+    // The response to function 6 echoes address and value: make it echo value + 1, with a valid CRC.
+    const echoOther = (response: Buffer): Buffer => {
+      const frame = Buffer.from(response.subarray(0, 6));
+      frame.writeUInt16BE((frame.readUInt16BE(4) + 1) & 0xffff, 4);
+      return withCrc(frame);
+    };
+    relay.rewriteNext(3, echoOther);
+    const result = await harness.ingest.writePoint({ bus: 'line1', device: 'meter', point: 'w', value: 4660 });
+    assert.equal(result.status, 'unavailable', JSON.stringify(result));
+    assert.match((result as { reason: string }).reason, /no confirmation from device meter: .*echoes/);
+    assert.equal(harness.ingest.stats().rejected.modbus_unexpected, 3);
+    // No valid answer to any attempt: offline, like a device that does not answer, until a poll is answered.
+    await until(() => harness.ingest.stats().buses.line1!.devices.meter!.online, 'the device back');
+    // Untouched, the same write is confirmed.
+    assert.deepEqual(await harness.ingest.writePoint({ bus: 'line1', device: 'meter', point: 'w', value: 4661 }), { status: 'done' });
+    assert.deepEqual(await slave.get(1, 'hr', 20, 1), [4661]);
   });
 
   test('a storm of random garbage and corrupted responses never stores a wrong value (seeded: MODBUS_SEED)', async () => {

@@ -13,7 +13,17 @@ import { memoryLogger } from '../../peers/memory-log.js';
 import { spoolOptions } from '../../spool/options.js';
 import type { z } from 'zod';
 
-export { waitFor, sleep } from '../serial/helpers.js';
+export { until } from '../../peers/until.js';
+
+/** `promise`, or a failure after `ms` (a bound on a hang, not a measurement). */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'uplink-modbus-'));

@@ -1,7 +1,7 @@
 /**
  * The pymodbus slave (test/peers/modbus_slave.py) as a child process the tests drive: serving RTU
  * on a pty or TCP on a free loopback port, with commands to set and read its values, mute a unit
- * (no answer at all) and count the requests it got.
+ * (no answer at all), make a unit answer with an exception, and count the requests it got.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -18,6 +18,8 @@ export interface Slave {
   set(unit: number, table: Table, address: number, values: number[]): Promise<void>;
   get(unit: number, table: Table, address: number, count: number): Promise<number[]>;
   mute(unit: number): Promise<void>;
+  /** The unit answers requests of `functions` (all when omitted) with exception `code`; 0 ends it. */
+  exception(unit: number, code: number, functions?: number[]): Promise<void>;
   unmute(unit: number): Promise<void>;
   /** Requests decoded so far, in total and per unit id. */
   requests(): Promise<{ total: number; byUnit: Record<string, number> }>;
@@ -65,6 +67,7 @@ export async function startSlave(options: { rtu?: string; baud?: number; tcpPort
     set: async (unit, table, address, values) => { await send({ op: 'set', unit, table, address, values }); },
     get: async (unit, table, address, count) => (await send({ op: 'get', unit, table, address, count })).values as number[],
     mute: async (unit) => { await send({ op: 'mute', unit }); },
+    exception: async (unit, code, functions) => { await send({ op: 'exception', unit, code, ...(functions === undefined ? {} : { functions }) }); },
     unmute: async (unit) => { await send({ op: 'unmute', unit }); },
     requests: async () => {
       const answer = await send({ op: 'requests' });

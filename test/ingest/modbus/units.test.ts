@@ -197,6 +197,47 @@ modbus:
   });
 });
 
+describe('modbus config: values that cannot work together', () => {
+  test('a delay that is neither 0 nor a duration says what it must be; an offline backoff whose base is above its cap is refused', () => {
+    assert.deepEqual(issuesOf(`
+modbus:
+  buses:
+    - name: line1
+      rtu: { path: /dev/ttyUSB0 }
+      interFrameDelay: -1
+      lateWindow: soon
+      offlineBackoff: { base: 10s, cap: 5s }
+      devices: [{ name: m, unitId: 1, points: [{ name: v, function: holding, address: 0 }] }]
+`).sort(), [
+      'modbus.buses[0].interFrameDelay: must be 0 or a duration: seconds, or text such as 5ms, 2s or 1m',
+      'modbus.buses[0].lateWindow: must be 0 or a duration: seconds, or text such as 5ms, 2s or 1m',
+      'modbus.buses[0].offlineBackoff.base: must not be more than cap (5000 ms)',
+    ]);
+  });
+
+  test('one serial device used by two buses, or by a bus and a serial port, is refused (they would steal each other\'s bytes)', () => {
+    assert.deepEqual(issuesOf(`
+modbus:
+  buses:
+    - name: line1
+      rtu: { path: /dev/ttyUSB0 }
+      devices: [{ name: m, unitId: 1, points: [{ name: v, function: holding, address: 0 }] }]
+    - name: line2
+      rtu: { path: /dev/./ttyUSB0 }
+      devices: [{ name: m, unitId: 1, points: [{ name: v, function: holding, address: 0 }] }]
+    - name: plc
+      tcp: { host: plc }
+      devices: [{ name: m, unitId: 1, points: [{ name: v, function: holding, address: 0 }] }]
+serial:
+  - { name: scale, path: /dev/ttyUSB0, topic: scale/weight }
+  - { name: other, path: /dev/ttyUSB1, topic: scale/other }
+`).sort(), [
+      'modbus.buses[1].rtu.path: is the serial device of modbus bus line1 already (each would take the other\'s bytes)',
+      'serial[0].path: is the serial device of modbus bus line1 already (each would take the other\'s bytes)',
+    ]);
+  });
+});
+
 describe('modbus report by exception', () => {
   test('without it every sample is reported; with it a change beyond the deadband, a quality change, or the heartbeat', () => {
     const all = new Reporter(undefined);
@@ -229,6 +270,8 @@ describe('modbus wire', () => {
       [{ name: 'TransactionTimedOutError', message: 'Timed out', errno: 'ETIMEDOUT' }, 4, 'short_frame', true],
       [new Error('CRC error'), 0, 'crc', true],
       [Object.assign(new Error('Modbus exception 2: Illegal data address'), { modbusCode: 2 }), 0, 'exception', false],
+      [Object.assign(new Error('Modbus exception 10: Gateway path unavailable'), { modbusCode: 10 }), 0, 'gateway', true],
+      [Object.assign(new Error('Modbus exception 11: Gateway target device failed to respond'), { modbusCode: 11 }), 0, 'gateway', true],
       [new Error('Data length error, expected 9 got 7'), 0, 'bad_length', true],
       [new Error('Unexpected data error, expected address 1 got 2'), 0, 'unexpected', true],
       [{ name: 'PortNotOpenError', message: 'Port Not Open' }, 0, 'not_open', true],
