@@ -1,13 +1,13 @@
 /**
- * The composition root: builds the components from the config, starts them in order and stops
- * them in reverse. No other module wires components together.
+ * The composition root of `uplink run`: the pipeline (pipeline.ts: router, spool, upstream,
+ * forwarder) with the ingest adapters, the downlink and the ops endpoints around it; starts them
+ * in order and stops them in reverse.
  */
-import { mkdir, access, constants } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import type { Config } from './config/schema.js';
 import { systemClock, type Clock } from './core/clock.js';
-import { GatewayError } from './core/errors.js';
+import type { GatewayError } from './core/errors.js';
 import type { Logger } from './core/logger.js';
 import { OpsServer } from './ops/http-server.js';
 import { createLogger, type AppLogger } from './ops/log.js';
@@ -18,15 +18,11 @@ import { fingerprintStartFiles, reloadConfig, type Fingerprints, type ReloadResu
 import { SdNotify } from './ops/sd-notify.js';
 import { buildStatus, sum, type Listener } from './ops/status.js';
 import { Downlink } from './downlink/downlink.js';
-import { Forwarder } from './forward/forwarder.js';
 import { ModbusIngest } from './ingest/modbus/index.js';
 import { MqttIngest } from './ingest/mqtt/index.js';
 import { SerialIngest } from './ingest/serial/index.js';
-import { Router } from './route/router.js';
+import { buildPipeline, named, type Component, type Pipeline, type PipelineUpstream } from './pipeline.js';
 import type { Spool } from './spool/interface.js';
-import { SqliteSpool } from './spool/sqlite/sqlite-spool.js';
-import { AmqpUpstream } from './upstream/amqp/amqp-upstream.js';
-import { upstreamOptions } from './upstream/amqp/settings.js';
 import type { UpstreamState } from './upstream/interface.js';
 
 export const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
@@ -51,12 +47,6 @@ export type { ReloadResult } from './ops/reload.js';
 
 const LISTENER_PROTOCOL: Record<string, string> = { tcp: 'mqtt', tls: 'mqtts', websocket: 'mqtt-ws' };
 
-interface Component {
-  readonly name: string;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
-
 export class Gateway {
   readonly readiness = new Readiness();
   /** The config running now: the one started with, plus the keys reloaded since. */
@@ -65,9 +55,9 @@ export class Gateway {
   /** The gateway's logger; every line carries the gatewayId. */
   readonly log: Logger;
   readonly spool: Spool;
-  readonly router: Router;
-  readonly upstream: AmqpUpstream | undefined;
-  readonly forwarder: Forwarder | undefined;
+  readonly router: Pipeline['router'];
+  readonly upstream: PipelineUpstream | undefined;
+  readonly forwarder: Pipeline['forwarder'];
   readonly mqtt: MqttIngest;
   readonly serial: SerialIngest;
   readonly modbus: ModbusIngest;
@@ -89,21 +79,13 @@ export class Gateway {
     this.#config = config;
     this.#rootLog = log ?? createLogger({ level: config.log.level, format: options.tty === true ? 'pretty' : 'json' });
     this.log = this.#rootLog.child({ gatewayId: config.gatewayId });
-    this.router = new Router({ routes: config.routes, ...(config.spool.ttl === undefined ? {} : { defaultTtl: config.spool.ttl }) });
     const clock = options.clock ?? systemClock;
-    this.spool = new SqliteSpool({
-      dataDir: config.dataDir, ...config.spool, log: this.log.child({ component: 'spool' }), clock,
-      ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),
-    });
-    const upstream = config.upstream;
-    if (upstream !== undefined) {
-      this.upstream = new AmqpUpstream(upstreamOptions(upstream, { gatewayId: config.gatewayId, log: this.log.child({ component: 'upstream' }) }));
-      this.forwarder = new Forwarder({
-        spool: this.spool, upstream: this.upstream, route: (address, topic) => this.router.routeFor(address, topic),
-        log: this.log.child({ component: 'forward' }),
-      });
-      this.upstream.onState((state) => this.#upstreamReadiness(state));
-    }
+    const pipeline = buildPipeline(config, { log: this.log, clock, ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }) });
+    this.router = pipeline.router;
+    this.spool = pipeline.spool;
+    this.upstream = pipeline.upstream;
+    this.forwarder = pipeline.forwarder;
+    this.upstream?.onState((state) => this.#upstreamReadiness(state));
     // Readings are stamped with the step-free clock the spool expects (core/clock.ts).
     const now = (): number => clock.now();
     this.mqtt = new MqttIngest({ config: config.mqtt, spool: this.spool, router: this.router, log: this.log.child({ component: 'mqtt' }), now });
@@ -121,21 +103,18 @@ export class Gateway {
       ...config.http, readiness: this.readiness, metrics: this.#metrics(), status: () => this.status(), log: this.log.child({ component: 'http' }),
     });
     this.#components = [
-      { name: 'dataDir', start: () => prepareDataDir(config.dataDir), stop: async () => {} },
-      wrap('spool', this.spool),
-      ...(this.upstream === undefined ? [] : [wrap('upstream', this.upstream)]),
-      ...(this.forwarder === undefined ? [] : [wrap('forward', this.forwarder)]),
+      ...pipeline.components,
       { name: 'fingerprints', start: async () => { this.#fingerprints = await fingerprintStartFiles(config); }, stop: async () => {} },
       // Devices are let in last, once there is somewhere to put their readings; and out first.
-      wrap('mqtt', this.mqtt),
-      wrap('serial', this.serial),
-      wrap('modbus', this.modbus),
+      named('mqtt', this.mqtt),
+      named('serial', this.serial),
+      named('modbus', this.modbus),
       // Commands go to the devices: taken once the adapters that carry them run, and stopped first.
-      ...(this.downlink === undefined ? [] : [wrap('downlink', this.downlink)]),
-      wrap('rates', this.#rates),
-      wrap('http', this.#http),
+      ...(this.downlink === undefined ? [] : [named('downlink', this.downlink)]),
+      named('rates', this.#rates),
+      named('http', this.#http),
       // Last: systemd hears READY=1 only once everything runs, and STOPPING=1 first thing.
-      wrap('systemd', new SdNotify({ env: options.env ?? {}, pid: process.pid, log: this.log.child({ component: 'systemd' }) })),
+      named('systemd', new SdNotify({ env: options.env ?? {}, pid: process.pid, log: this.log.child({ component: 'systemd' }) })),
     ];
   }
 
@@ -329,18 +308,4 @@ function sumCounts(...counts: Array<Record<string, number>>): Record<string, num
   const sum: Record<string, number> = {};
   for (const c of counts) for (const [k, v] of Object.entries(c)) sum[k] = (sum[k] ?? 0) + v;
   return sum;
-}
-
-function wrap(name: string, component: { start(): Promise<void>; stop(): Promise<void> }): Component {
-  return { name, start: () => component.start(), stop: () => component.stop() };
-}
-
-async function prepareDataDir(dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true });
-    await access(dir, constants.W_OK);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'unknown error';
-    throw new GatewayError('IO', `dataDir ${dir} is not a writable directory (${code})`, { cause: err });
-  }
 }

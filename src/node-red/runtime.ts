@@ -1,23 +1,18 @@
 /**
- * What one `uplink-upstream` config node owns: the same router, SQLite spool, AMQP upstream and
- * forwarder that the gateway runs (gateway.ts), wired the same way, without the MQTT and serial
- * ingest. The nodes that use the config node share it; Node-RED messages enter it through
- * `append`, which resolves only once the readings are committed to disk.
+ * What one `uplink-upstream` config node owns: the pipeline the gateway runs (pipeline.ts: router,
+ * spool, upstream, forwarder), without the MQTT and serial ingest. The nodes that use the config
+ * node share it; Node-RED messages enter it through `append`, which resolves only once the
+ * readings are committed to disk.
  *
  * Errors: `start` fails with the spool's GatewayError (SPOOL_CORRUPT, IO); the upstream never
  * fails `start` (it reconnects by itself and reports through `snapshot().lastError`).
  */
-import { mkdir } from 'node:fs/promises';
 import type { Config } from '../config/schema.js';
 import type { Envelope } from '../core/envelope.js';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { Forwarder, type ForwardStats } from '../forward/forwarder.js';
-import { Router } from '../route/router.js';
-import type { SpoolStats } from '../spool/interface.js';
-import { SqliteSpool } from '../spool/sqlite/sqlite-spool.js';
-import { AmqpUpstream } from '../upstream/amqp/amqp-upstream.js';
-import { upstreamOptions } from '../upstream/amqp/settings.js';
+import { buildPipeline, type ForwardStats, type Pipeline, type PipelineUpstream } from '../pipeline.js';
+import type { Spool, SpoolStats } from '../spool/interface.js';
 import type { UpstreamReceiver, UpstreamReceiverOptions } from '../upstream/downlink.js';
 import type { UpstreamState } from '../upstream/interface.js';
 
@@ -42,10 +37,11 @@ export interface UplinkRuntimeOptions {
 
 export class UplinkRuntime {
   readonly config: Config;
-  readonly router: Router;
-  readonly spool: SqliteSpool;
-  readonly upstream: AmqpUpstream;
-  readonly forwarder: Forwarder;
+  readonly #pipeline: Pipeline;
+  readonly router: Pipeline['router'];
+  readonly spool: Spool;
+  readonly upstream: PipelineUpstream;
+  readonly forwarder: NonNullable<Pipeline['forwarder']>;
   readonly #log: Logger;
   readonly #refreshMs: number;
   readonly #listeners = new Set<() => void>();
@@ -56,22 +52,21 @@ export class UplinkRuntime {
 
   constructor(options: UplinkRuntimeOptions) {
     const { config } = options;
-    const upstream = config.upstream;
-    if (upstream === undefined) throw new GatewayError('CONFIG_INVALID', 'upstream: is required');
     this.config = config;
     this.#log = options.log;
     this.#refreshMs = options.refreshMs ?? 1000;
-    this.router = new Router({ routes: config.routes, ...(config.spool.ttl === undefined ? {} : { defaultTtl: config.spool.ttl }) });
-    this.spool = new SqliteSpool({ dataDir: config.dataDir, ...config.spool, log: this.#log.child({ component: 'spool' }) });
-    this.upstream = new AmqpUpstream(upstreamOptions(upstream, {
-      gatewayId: config.gatewayId, log: this.#log.child({ component: 'upstream' }),
+    const pipeline = buildPipeline(config, {
+      log: this.#log,
       ...(options.containerId === undefined ? {} : { containerId: options.containerId }),
       ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
-    }));
-    this.forwarder = new Forwarder({
-      spool: this.spool, upstream: this.upstream, route: (address, topic) => this.router.routeFor(address, topic),
-      log: this.#log.child({ component: 'forward' }),
     });
+    const { upstream, forwarder } = pipeline;
+    if (upstream === undefined || forwarder === undefined) throw new GatewayError('CONFIG_INVALID', 'upstream: is required');
+    this.#pipeline = pipeline;
+    this.router = pipeline.router;
+    this.spool = pipeline.spool;
+    this.upstream = upstream;
+    this.forwarder = forwarder;
     this.upstream.onState(() => this.#changed(true));
   }
 
@@ -82,19 +77,7 @@ export class UplinkRuntime {
   }
 
   async #start(): Promise<void> {
-    try {
-      await mkdir(this.config.dataDir, { recursive: true });
-    } catch (err) {
-      throw new GatewayError('IO', `spool directory ${this.config.dataDir} cannot be created (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
-    }
-    await this.spool.start();
-    try {
-      await this.upstream.start();
-      await this.forwarder.start();
-    } catch (err) {
-      await this.spool.stop();
-      throw err;
-    }
+    await this.#pipeline.start();
     this.#running = true;
     this.#log.info({ dataDir: this.config.dataDir, routes: this.config.routes.length }, 'uplink started');
   }
@@ -109,9 +92,7 @@ export class UplinkRuntime {
     const started = await starting.then(() => true, () => false);
     if (!started) return;
     this.#running = false;
-    await this.forwarder.stop();
-    await this.upstream.stop();
-    await this.spool.stop();
+    await this.#pipeline.stop();
   }
 
   get running(): boolean {

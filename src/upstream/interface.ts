@@ -92,6 +92,8 @@ export interface Upstream {
    */
   link(address: string, mode: 'at-least-once' | 'at-most-once'): UpstreamLink;
   state(): UpstreamState;
+  /** Credit summed over the open links: how many transfers the receivers let us send right now. */
+  credit(): number;
   /** Called on connect and disconnect. */
   onState(listener: (state: UpstreamState) => void): () => void;
   /**

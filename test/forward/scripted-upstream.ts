@@ -172,6 +172,12 @@ export class ScriptedUpstream implements Upstream {
     return { connected: this.#connected, url: 'scripted://upstream', reconnects: this.#reconnects };
   }
 
+  credit(): number {
+    let sum = 0;
+    for (const link of this.#links.values()) sum += link.credit();
+    return sum;
+  }
+
   onState(listener: (state: UpstreamState) => void): () => void {
     this.#stateListeners.add(listener);
     return () => this.#stateListeners.delete(listener);
