@@ -3,16 +3,17 @@
  * The `uplink` command. Exit codes: 0 success, 1 failure (invalid config, a component that cannot
  * start), 2 wrong usage (unknown command or flag); `run` also 70 (a bug: an uncaught exception or
  * unhandled rejection) and 74 (the spool's storage failed: an I/O error or a failed fsync).
+ *
+ * Each command loads its modules when it runs (dynamic import): `uplink run` does not load the
+ * demo (and its simulated sensor), the dead-letter tools or `uplink status`, and the tools do
+ * not load the gateway.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { defaultConfig, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { GatewayError, messageOf } from './core/errors.js';
-import { Gateway, VERSION } from './gateway.js';
-import { DLQ_HELP, dlqCommand, DlqUsageError } from './cli/dlq.js';
-import { PASSWD_HELP, passwdCommand } from './cli/passwd.js';
-import { STATUS_HELP, statusCommand } from './cli/status.js';
-import { runDemo } from './demo/demo.js';
+import type { Gateway } from './gateway.js';
+import { VERSION } from './version.js';
 
 const HELP = `uplink ${VERSION}: edge gateway for factory sensors (MQTT and serial in, durable spool, AMQP 1.0 out)
 
@@ -51,6 +52,7 @@ const COMMANDS: Record<string, Command> = {
   run: runCommand,
   'check-config': checkConfigCommand,
   dlq: async (args) => {
+    const { DLQ_HELP, dlqCommand, DlqUsageError } = await import('./cli/dlq.js');
     if (args.length === 0 || args.includes('--help') || args.includes('-h')) {
       process.stdout.write(DLQ_HELP);
       return args.length === 0 ? 2 : 0;
@@ -64,6 +66,7 @@ const COMMANDS: Record<string, Command> = {
     }
   },
   status: async (args) => {
+    const { STATUS_HELP, statusCommand } = await import('./cli/status.js');
     if (args.includes('--help') || args.includes('-h')) {
       process.stdout.write(STATUS_HELP);
       return 0;
@@ -76,6 +79,7 @@ const COMMANDS: Record<string, Command> = {
     }
   },
   passwd: async (args) => {
+    const { PASSWD_HELP, passwdCommand } = await import('./cli/passwd.js');
     if (args.includes('--help') || args.includes('-h')) {
       process.stdout.write(PASSWD_HELP);
       return 0;
@@ -94,6 +98,7 @@ const COMMANDS: Record<string, Command> = {
     } catch (err) {
       throw new UsageError(`demo: ${messageOf(err)}`);
     }
+    const { runDemo } = await import('./demo/demo.js');
     return runDemo({ phaseMs: quick ? 1500 : 5000, out: (line) => process.stdout.write(`${line}\n`) });
   },
   help: async () => { process.stdout.write(HELP); return 0; },
@@ -147,6 +152,7 @@ async function runCommand(args: string[]): Promise<number> {
   // Exits at once, from inside the spool's failure: no acknowledgement can be written after it.
   // The spool has logged why; SQLite recovers the journal when systemd starts us again.
   const onFatal = (): never => process.exit(EXIT_STORAGE);
+  const { Gateway } = await import('./gateway.js');
   const gateway = new Gateway(config, undefined, { env: process.env, tty: process.stdout.isTTY === true, onFatal });
   const log = gateway.log;
   // A bug must still end with a log line (JSON for journald), not a stack trace on stderr alone.

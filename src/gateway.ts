@@ -3,7 +3,6 @@
  * forwarder) with the ingest adapters, the downlink and the ops endpoints around it; starts them
  * in order and stops them in reverse.
  */
-import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import type { Config } from './config/schema.js';
 import { systemClock, type Clock } from './core/clock.js';
@@ -24,8 +23,9 @@ import { SerialIngest } from './ingest/serial/index.js';
 import { buildPipeline, named, type Component, type Pipeline, type PipelineUpstream } from './pipeline.js';
 import type { Spool } from './spool/interface.js';
 import type { UpstreamState } from './upstream/interface.js';
+import { VERSION } from './version.js';
 
-export const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
+export { VERSION } from './version.js';
 
 export interface GatewayOptions {
   /** The process environment: NOTIFY_SOCKET and WATCHDOG_USEC when systemd runs the gateway. */

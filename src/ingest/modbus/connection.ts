@@ -25,14 +25,20 @@
  * connection was closed and opened again (`short_frame`); when it cannot tell (modbus-serial
  * changed), it does so after every timeout.
  */
-import ModbusSerial from 'modbus-serial';
 import type { ModbusRTU } from 'modbus-serial/ModbusRTU.js';
 import { GatewayError, messageOf } from '../../core/errors.js';
 import type { ModbusBusConfig } from './config.js';
 import { RtuLine } from './rtu-line.js';
 
-// A CommonJS module whose typings declare an ES default export: at run time the default is the class.
-const ModbusClient = ModbusSerial as unknown as typeof ModbusRTU;
+/**
+ * modbus-serial's client class, and serialport's SerialPort for RTU lines: loaded with the first
+ * connection, so a gateway without Modbus buses loads neither.
+ */
+async function libraries(rtu: boolean): Promise<{ ModbusClient: typeof ModbusRTU; SerialPort?: typeof import('serialport').SerialPort }> {
+  // A CommonJS module whose typings declare an ES default export: at run time the default is the class.
+  const ModbusClient = (await import('modbus-serial')).default as unknown as typeof ModbusRTU;
+  return rtu ? { ModbusClient, SerialPort: (await import('serialport')).SerialPort } : { ModbusClient };
+}
 
 export type FaultReason = 'timeout' | 'gateway' | 'short_frame' | 'crc' | 'unexpected' | 'bad_length' | 'exception' | 'not_open' | 'io';
 
@@ -141,8 +147,9 @@ export class ModbusConnection {
     const bus = this.#bus;
     let client: ModbusRTU | undefined;
     try {
+      const { ModbusClient, SerialPort } = await libraries(bus.rtu !== undefined);
       if (bus.rtu !== undefined) {
-        const line = new RtuLine(bus.rtu);
+        const line = new RtuLine(bus.rtu, SerialPort!);
         // Errors of an open port are followed by its close; this listener keeps them from being thrown.
         line.on('error', () => {});
         const rtu = new ModbusClient(line);

@@ -27,7 +27,7 @@
  * skipped.
  */
 import { EventEmitter } from 'node:events';
-import { SerialPort } from 'serialport';
+import type { SerialPort } from 'serialport';
 import type { ModbusRtuConfig } from './config.js';
 
 interface Expected {
@@ -59,6 +59,7 @@ const EXCEPTION_LENGTH = 5;
 
 export class RtuLine extends EventEmitter {
   readonly #config: ModbusRtuConfig;
+  readonly #Port: typeof SerialPort;
   #port: SerialPort | undefined;
   #expected: Expected | undefined;
   #buffer: Buffer = Buffer.alloc(0);
@@ -72,9 +73,11 @@ export class RtuLine extends EventEmitter {
   _transactionIdRead = 1;
   _transactionIdWrite = 1;
 
-  constructor(config: ModbusRtuConfig) {
+  /** `Port`: serialport's SerialPort, which the caller loads (only when a bus is on a serial line). */
+  constructor(config: ModbusRtuConfig, Port: typeof SerialPort) {
     super();
     this.#config = config;
+    this.#Port = Port;
   }
 
   get isOpen(): boolean {
@@ -83,7 +86,7 @@ export class RtuLine extends EventEmitter {
 
   open(callback: (err?: Error | null) => void): void {
     const config = this.#config;
-    const port = new SerialPort({
+    const port = new this.#Port({
       path: config.path, baudRate: config.baudRate, dataBits: config.dataBits, parity: config.parity, stopBits: config.stopBits,
       autoOpen: false,
     });

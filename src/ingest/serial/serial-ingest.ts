@@ -25,7 +25,7 @@
  */
 import { BoundedCounts } from '../../core/bounded-counts.js';
 import { realpath } from 'node:fs/promises';
-import { SerialPort } from 'serialport';
+import type { SerialPort } from 'serialport';
 import { Backoff } from '../../core/backoff.js';
 import type { RoutedReading } from '../../core/envelope.js';
 import { GatewayError, messageOf } from '../../core/errors.js';
@@ -128,6 +128,9 @@ class PortReader {
 
   /** One attempt to open; on failure a reopen is scheduled. */
   async openOnce(): Promise<void> {
+    if (this.#stopped) return;
+    // Loaded with the first port: a gateway without serial ports never loads serialport.
+    const { SerialPort } = await import('serialport');
     if (this.#stopped) return;
     const config = this.config;
     const port = new SerialPort({
