@@ -1,0 +1,227 @@
+/**
+ * The private parts of rhea that src/upstream/amqp reads or patches, each checked against the
+ * real library: a rhea receiver listening in this process on a free loopback port, and a rhea
+ * client connected to it.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import rhea, { type Connection, type Container, type EventContext, type Receiver, type Sender } from 'rhea';
+import { abandon } from '../../src/upstream/amqp/abandon.js';
+import { internal, librarySource, versions, within } from './internal.js';
+
+/** What src/upstream/amqp/sender-link.ts reads of Session.outgoing. */
+interface OutgoingWindow {
+  next_delivery_id: number;
+  next_pending_delivery: number;
+  available(): number;
+  transfer_window(): number;
+}
+
+const outgoingOf = (sender: Sender): OutgoingWindow => (sender.session as unknown as { outgoing: OutgoingWindow }).outgoing;
+const creditOf = (sender: Sender): number => (sender as unknown as { credit: number }).credit;
+
+let server: Container;
+let listener: Server;
+let port: number;
+/** The receiving links of the server, by address, as they attach. */
+const receivers = new Map<string, Receiver>();
+const receiverOpened = new Map<string, (r: Receiver) => void>();
+const events: Array<{ event: string; address: string }> = [];
+/** The last delivery each server receiver got, unsettled. */
+const deliveries = new Map<string, { accept(): void }>();
+
+before(async () => {
+  // Receivers grant nothing by themselves and settle nothing: each test decides.
+  server = rhea.create_container({ id: 'internals-server', receiver_options: { credit_window: 0, autoaccept: false } } as never);
+  server.on('receiver_open', (ctx: EventContext) => {
+    const receiver = ctx.receiver!;
+    const address = receiver.target.address ?? '';
+    receivers.set(address, receiver);
+    receiverOpened.get(address)?.(receiver);
+  });
+  server.on('disconnected', () => {});
+  server.on('receiver_drained', (ctx: EventContext) => events.push({ event: 'receiver_drained', address: ctx.receiver!.target.address ?? '' }));
+  server.on('message', (ctx: EventContext) => {
+    const address = ctx.receiver!.target.address ?? '';
+    deliveries.set(address, ctx.delivery!);
+    events.push({ event: 'message', address });
+  });
+  listener = server.listen({ port: 0, host: '127.0.0.1' }) as unknown as Server;
+  await new Promise<void>((resolve) => listener.once('listening', () => resolve()));
+  port = (listener.address() as { port: number }).port;
+});
+
+after(() => {
+  listener?.close();
+});
+
+/** A client connection and a sender to `address`, open, with the server's receiver for it. */
+async function senderTo(address: string): Promise<{ connection: Connection; sender: Sender; receiver: Receiver }> {
+  const client = rhea.create_container({ id: `internals-client-${address}` });
+  const opened = new Promise<Receiver>((resolve) => receiverOpened.set(address, resolve));
+  const connection = client.connect({ host: '127.0.0.1', port, reconnect: false } as never);
+  const sender = connection.open_sender({ target: { address } });
+  await within(new Promise<void>((resolve) => sender.once('sender_open', () => resolve())), 'the sender to attach');
+  const receiver = await within(opened, 'the server receiver to attach');
+  return { connection, sender, receiver };
+}
+
+const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('rhea internals', () => {
+  test('rhea is pinned: package.json names the exact version installed', () => {
+    const { installed, wanted } = versions('rhea');
+    assert.equal(wanted, installed, 'src/upstream/amqp reads rhea internals: pin rhea exactly and rerun test/internals on an upgrade');
+  });
+
+  test('Sender.credit: the link credit the receiver granted, lowered only as transfers are written', async () => {
+    const { connection, sender, receiver } = await senderTo('credit');
+    try {
+      await internal('rhea', 'Sender.credit', 'src/upstream/amqp/sender-link.ts credit()', async () => {
+        const flowed = new Promise<void>((resolve) => sender.once('sendable', () => resolve()));
+        receiver.add_credit(5);
+        await within(flowed, 'the flow granting 5');
+        assert.equal(typeof creditOf(sender), 'number', 'not a number field');
+        assert.equal(creditOf(sender), 5, 'not the credit granted');
+        sender.send({ body: 'one' });
+        assert.equal(creditOf(sender), 5, 'lowered at send(), before the transfer was written');
+        await within((async () => { while (!events.some((e) => e.event === 'message' && e.address === 'credit')) await nextTick(); })(), 'the transfer');
+        assert.equal(creditOf(sender), 4, 'not lowered once the transfer was written');
+      });
+    } finally {
+      connection.close();
+    }
+  });
+
+  test('Session.outgoing: pending deliveries, the buffer of unsettled ones (2048), the session window', async () => {
+    const { connection, sender, receiver } = await senderTo('outgoing');
+    try {
+      await internal('rhea', 'Session.outgoing (next_delivery_id, next_pending_delivery, available(), transfer_window())', 'src/upstream/amqp/sender-link.ts credit(), #unwritten()', async () => {
+        const outgoing = outgoingOf(sender);
+        assert.ok(outgoing !== undefined, 'sender.session.outgoing is missing');
+        assert.equal(typeof outgoing.next_delivery_id, 'number', 'next_delivery_id is not a number');
+        assert.equal(typeof outgoing.next_pending_delivery, 'number', 'next_pending_delivery is not a number');
+        assert.equal(typeof outgoing.available, 'function', 'available() is missing');
+        assert.equal(typeof outgoing.transfer_window, 'function', 'transfer_window() is missing');
+        assert.equal(outgoing.available(), 2048, 'the buffer of unsettled deliveries is not 2048');
+        const flowed = new Promise<void>((resolve) => sender.once('sendable', () => resolve()));
+        receiver.add_credit(3);
+        await within(flowed, 'the flow');
+        const window = outgoing.transfer_window();
+        assert.ok(Number.isFinite(window) && window > 0, `transfer_window() is ${window} after the receiver's begin and flow`);
+        const delivery = sender.send({ body: 'one' });
+        assert.equal(outgoing.next_delivery_id - outgoing.next_pending_delivery, 1, 'a delivery handed to send() is not pending');
+        assert.equal(outgoing.available(), 2047, 'an unsettled delivery does not take a place in the buffer');
+        await within((async () => { while (outgoing.next_delivery_id !== outgoing.next_pending_delivery) await nextTick(); })(), 'the pending delivery to be written');
+        assert.equal(outgoing.transfer_window(), window - 1, 'a written transfer does not use the session window');
+        const settled = new Promise<void>((resolve) => sender.once('accepted', () => resolve()));
+        await within((async () => { while (!deliveries.has('outgoing')) await nextTick(); })(), 'the transfer');
+        assert.ok(delivery !== undefined);
+        deliveries.get('outgoing')!.accept();
+        await within(settled, 'the outcome');
+        await within((async () => { while (outgoing.available() !== 2048) await nextTick(); })(), 'the place in the buffer to be freed by the outcome');
+      });
+    } finally {
+      connection.close();
+    }
+  });
+
+  test('Sender._draining and Connection._register: a drain is seen, and set_drained plus _register answers it', async () => {
+    const { connection, sender, receiver } = await senderTo('drain');
+    try {
+      await internal('rhea', 'Sender._draining, Connection._register()', 'src/upstream/amqp/sender-link.ts idle()', async () => {
+        const draining = new Promise<void>((resolve) => sender.once('sender_draining', () => resolve()));
+        receiver.add_credit(3);
+        receiver.drain_credit();
+        await within(draining, 'the drain request');
+        const internals = sender as unknown as { _draining?: boolean; connection: { _register?: () => void } };
+        assert.equal(internals._draining, true, '_draining is not true after a flow with drain');
+        assert.equal(typeof internals.connection._register, 'function', 'Connection._register is missing');
+        // Outside any rhea event handler, as the forwarder calls idle().
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        sender.set_drained(true);
+        internals.connection._register!();
+        await within((async () => { while (!events.some((e) => e.event === 'receiver_drained' && e.address === 'drain')) await nextTick(); })(), 'the drained flow at the receiver');
+        assert.equal(creditOf(sender), 0, 'the credit was not given back');
+      });
+    } finally {
+      connection.close();
+    }
+  });
+
+  test('Session.on_flow: called for every flow frame, with its performative', async () => {
+    const { connection, sender, receiver } = await senderTo('on-flow');
+    try {
+      await internal('rhea', 'Session.on_flow(frame)', 'src/upstream/amqp/sender-link.ts #watchSessionFlow()', async () => {
+        const session = sender.session as unknown as { on_flow(frame: { performative?: { handle?: unknown } }): void };
+        assert.equal(typeof session.on_flow, 'function', 'Session.on_flow is missing');
+        const frames: Array<{ handle?: unknown }> = [];
+        const onFlow = session.on_flow.bind(session);
+        session.on_flow = (frame) => {
+          frames.push(frame.performative ?? {});
+          onFlow(frame);
+        };
+        const flowed = new Promise<void>((resolve) => sender.once('sendable', () => resolve()));
+        receiver.add_credit(2);
+        await within(flowed, 'the flow');
+        assert.equal(frames.length, 1, 'the patched on_flow was not called for the flow frame');
+        assert.equal(typeof frames[0]!.handle, 'number', 'the performative of a link\'s flow does not carry its handle');
+        assert.equal(creditOf(sender), 2, 'the wrapped handler did not take the flow in');
+      });
+    } finally {
+      connection.close();
+    }
+  });
+
+  test('Connection.socket and Connection.eof: abandon() drops the socket and rhea says disconnected', async () => {
+    const { connection } = await senderTo('abandon');
+    await internal('rhea', 'Connection.socket, Connection.eof(error)', 'src/upstream/amqp/abandon.ts', async () => {
+      const internals = connection as unknown as { socket?: Socket; eof?: unknown };
+      assert.ok(internals.socket !== undefined && typeof internals.socket.destroy === 'function', 'Connection.socket is not the socket');
+      assert.equal(internals.socket.destroyed, false, 'socket.destroyed is not false while open');
+      assert.equal(typeof internals.eof, 'function', 'Connection.eof is missing');
+      const disconnected = new Promise<EventContext>((resolve) => connection.once('disconnected', resolve));
+      abandon(connection);
+      const ctx = await within(disconnected, "'disconnected' after abandon()");
+      assert.equal(internals.socket.destroyed, true);
+      assert.equal((ctx.error as { code?: string } | undefined)?.code, 'ETIMEDOUT', 'the error given to eof() is not the one reported');
+    });
+  });
+
+  test('Connection.idle: called when the peer sent nothing for twice idle_time_out', async () => {
+    // A peer that accepts the connection and never says a word (a half-open link).
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => { sockets.push(socket); });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', () => resolve()));
+    const client = rhea.create_container({ id: 'internals-idle' });
+    const connection = client.connect({ host: '127.0.0.1', port: (silent.address() as { port: number }).port, reconnect: false, idle_time_out: 200 } as never);
+    connection.on('disconnected', () => {});
+    try {
+      await internal('rhea', 'Connection.idle()', 'src/upstream/amqp/amqp-upstream.ts #connect() (a silent connection)', async () => {
+        const internals = connection as unknown as { idle: () => void };
+        assert.equal(typeof internals.idle, 'function', 'Connection.idle is missing');
+        let called!: () => void;
+        const idled = new Promise<void>((resolve) => { called = resolve; });
+        const idle = internals.idle.bind(connection);
+        // Patched right after connect(), as amqp-upstream.ts does: rhea must look it up when its timer fires.
+        internals.idle = () => {
+          called();
+          idle();
+        };
+        await within(idled, 'the patched idle() on a silent connection');
+      });
+    } finally {
+      abandon(connection);
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    }
+  });
+
+  test('enable_sasl_external: the connection option (missing from the typings) that makes rhea offer EXTERNAL', async () => {
+    await internal('rhea', "the option 'enable_sasl_external'", 'src/upstream/amqp/amqp-upstream.ts #connectionOptions()', () => {
+      const source = librarySource('rhea', 'lib/connection.js');
+      assert.ok(source.includes("get_option('enable_sasl_external'"), "lib/connection.js no longer reads 'enable_sasl_external'");
+    });
+  });
+});
