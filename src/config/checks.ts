@@ -175,8 +175,3 @@ export function parseUpstreamUrl(text: string): URL | string {
   if (url.pathname !== '' && url.pathname !== '/') return 'must not have a path; addresses come from routes';
   return url;
 }
-
-/** Default port of an AMQP URL scheme. */
-export function defaultAmqpPort(url: URL): number {
-  return url.port !== '' ? Number(url.port) : url.protocol === 'amqps:' ? 5671 : 5672;
-}

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { Aedes, type AedesPublishPacket, type Client, type ConnectPacket, type PublishPacket } from 'aedes';
 import mqtt from 'mqtt';
 import { connectPacket, publishPacket, rawClient } from '../ingest/mqtt/helpers.js';
-import { internal, librarySource, versions, within } from './internal.js';
+import { internal, librarySource, until, versions, within } from './internal.js';
 
 type ClientInternals = Client & { _nextId: number; subscriptions: Record<string, { qos: number }>; closed: boolean; clean: boolean };
 interface Persistence {
@@ -62,10 +62,6 @@ const persistenceOf = (): Persistence => (broker as unknown as { persistence: Pe
 
 async function connect(clientId: string, options: mqtt.IClientOptions = {}): Promise<mqtt.MqttClient> {
   return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId, reconnectPeriod: 0, ...options });
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  await within((async () => { while (!check()) await new Promise((resolve) => setTimeout(resolve, 5)); })(), what);
 }
 
 describe('aedes internals', () => {

@@ -45,3 +45,10 @@ export function within<T>(promise: Promise<T>, what: string, ms = 10_000): Promi
   });
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
+
+/** Resolves once `check` holds (checked every few ms); rejects after `ms`, naming `what`. */
+export function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  return within((async () => {
+    while (!check()) await new Promise((resolve) => setTimeout(resolve, 2));
+  })(), what, ms);
+}

@@ -12,7 +12,7 @@ import { describe, test } from 'node:test';
 import ModbusSerial from 'modbus-serial';
 import type { ModbusRTU } from 'modbus-serial/ModbusRTU.js';
 import { translateFault } from '../../src/ingest/modbus/connection.js';
-import { internal, versions, within } from './internal.js';
+import { internal, until, versions, within } from './internal.js';
 
 const ModbusClient = ModbusSerial as unknown as typeof ModbusRTU;
 
@@ -130,9 +130,7 @@ describe('modbus-serial internals', () => {
       void readRegister(client);
       await internal('modbus-serial', 'TcpPort._clientRcvData', 'src/ingest/modbus/connection.ts heldBytes()', async () => {
         const held = (): unknown => (client as unknown as { _port?: { _clientRcvData?: unknown } })._port?._clientRcvData;
-        await within((async () => {
-          while (!(Buffer.isBuffer(held()) && (held() as Buffer).length > 0)) await new Promise((resolve) => setTimeout(resolve, 5));
-        })(), 'the partial response in _clientRcvData');
+        await until(() => Buffer.isBuffer(held()) && (held() as Buffer).length > 0, 'the partial response in _clientRcvData');
         assert.equal((held() as Buffer).length, 8, 'not the 8 bytes of the unfinished response');
       });
     } finally {

@@ -8,7 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import rhea, { type Connection, type Container, type EventContext, type Receiver, type Sender } from 'rhea';
 import { abandon } from '../../src/upstream/amqp/abandon.js';
-import { internal, librarySource, versions, within } from './internal.js';
+import { internal, librarySource, until, versions, within } from './internal.js';
 
 /** What src/upstream/amqp/sender-link.ts reads of Session.outgoing. */
 interface OutgoingWindow {
@@ -67,8 +67,6 @@ async function senderTo(address: string): Promise<{ connection: Connection; send
   return { connection, sender, receiver };
 }
 
-const nextTick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 describe('rhea internals', () => {
   test('rhea is pinned: package.json names the exact version installed', () => {
     const { installed, wanted } = versions('rhea');
@@ -86,7 +84,7 @@ describe('rhea internals', () => {
         assert.equal(creditOf(sender), 5, 'not the credit granted');
         sender.send({ body: 'one' });
         assert.equal(creditOf(sender), 5, 'lowered at send(), before the transfer was written');
-        await within((async () => { while (!events.some((e) => e.event === 'message' && e.address === 'credit')) await nextTick(); })(), 'the transfer');
+        await until(() => events.some((e) => e.event === 'message' && e.address === 'credit'), 'the transfer');
         assert.equal(creditOf(sender), 4, 'not lowered once the transfer was written');
       });
     } finally {
@@ -113,14 +111,14 @@ describe('rhea internals', () => {
         const delivery = sender.send({ body: 'one' });
         assert.equal(outgoing.next_delivery_id - outgoing.next_pending_delivery, 1, 'a delivery handed to send() is not pending');
         assert.equal(outgoing.available(), 2047, 'an unsettled delivery does not take a place in the buffer');
-        await within((async () => { while (outgoing.next_delivery_id !== outgoing.next_pending_delivery) await nextTick(); })(), 'the pending delivery to be written');
+        await until(() => outgoing.next_delivery_id === outgoing.next_pending_delivery, 'the pending delivery to be written');
         assert.equal(outgoing.transfer_window(), window - 1, 'a written transfer does not use the session window');
         const settled = new Promise<void>((resolve) => sender.once('accepted', () => resolve()));
-        await within((async () => { while (!deliveries.has('outgoing')) await nextTick(); })(), 'the transfer');
+        await until(() => deliveries.has('outgoing'), 'the transfer');
         assert.ok(delivery !== undefined);
         deliveries.get('outgoing')!.accept();
         await within(settled, 'the outcome');
-        await within((async () => { while (outgoing.available() !== 2048) await nextTick(); })(), 'the place in the buffer to be freed by the outcome');
+        await until(() => outgoing.available() === 2048, 'the place in the buffer to be freed by the outcome');
       });
     } finally {
       connection.close();
@@ -142,7 +140,7 @@ describe('rhea internals', () => {
         await new Promise((resolve) => setTimeout(resolve, 0));
         sender.set_drained(true);
         internals.connection._register!();
-        await within((async () => { while (!events.some((e) => e.event === 'receiver_drained' && e.address === 'drain')) await nextTick(); })(), 'the drained flow at the receiver');
+        await until(() => events.some((e) => e.event === 'receiver_drained' && e.address === 'drain'), 'the drained flow at the receiver');
         assert.equal(creditOf(sender), 0, 'the credit was not given back');
       });
     } finally {

@@ -102,7 +102,7 @@ export class Sessions {
   }
 }
 
-export function connectionInfo(client: Client): ConnectionInfo {
+function connectionInfo(client: Client): ConnectionInfo {
   const conn = client.conn;
   if (conn instanceof GuardedConnection) return conn.info;
   return { id: 0, transport: 'tcp', remoteAddress: 'unknown', remotePort: undefined };
