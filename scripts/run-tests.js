@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs the test suite with node's own test runner. Node 20 has no glob support in `--test`, so
-// the files are found here. Arguments narrow the run to files or folders: `node scripts/run-tests.js test/unit`.
+// the files are found here. Arguments narrow the run to files or folders: `node scripts/run-tests.js test/unit`;
+// without any, every test/**/*.test.ts but those of test/heavy.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +16,10 @@ function collect(path, out) {
 }
 
 const roots = process.argv.slice(2);
-const files = (roots.length > 0 ? roots : ['test']).flatMap((root) => collect(root, []));
+// test/heavy (a Debian root booted under systemd, arm64 under emulation, Node 22) runs only when
+// named: .ci/run runs it as a step of its own, after `npm test`.
+const files = (roots.length > 0 ? roots : ['test']).flatMap((root) => collect(root, []))
+  .filter((file) => roots.length > 0 || !file.startsWith(join('test', 'heavy')));
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
