@@ -242,16 +242,19 @@ fi
 probe_native() {
   (cd "$STAGE" && "$NODE" --input-type=commonjs -e "new (require('better-sqlite3'))(':memory:').close(); require('unix-dgram')" 2>&1)
 }
-if ! PROBE=$(probe_native); then
+PROBE_OK=1
+PROBE=$(probe_native) || PROBE_OK=0
+if [ "$PROBE_OK" = 0 ] && [ -f "$SRC/PREBUILT" ]; then
+  # A tarball of scripts/pack.sh, made for a box without compilers: name what it was built for.
+  die "the native modules of this package do not load with Node.js $NODE_VERSION ($NODE); nothing was changed. This package was built for $(head -n 1 "$SRC/PREBUILT"); this machine is $(uname -m) with Node.js $NODE_VERSION (abi $("$NODE" -p process.versions.modules)): use a package built for it (scripts/pack-arm64.sh --node VERSION), or install from a checkout.
+$(printf '%s\n' "$PROBE" | head -n 5)"
+elif [ "$PROBE_OK" = 0 ]; then
   # Modules built for another Node version (or another machine): build them again for this one.
   say "the native modules do not load with Node.js $NODE_VERSION; rebuilding them (npm rebuild)"
   need_build_tools
   REBUILD_FAILED=""
   REBUILD=$(cd "$STAGE" && "$NPM" rebuild 2>&1) || REBUILD_FAILED=1
-  PREBUILT_FOR=""
-  # A tarball of scripts/pack-arm64.sh says what it was built for: name the mismatch.
-  [ ! -f "$SRC/PREBUILT" ] || PREBUILT_FOR=" This package was built for $(head -n 1 "$SRC/PREBUILT"); this machine is $(uname -m) with Node.js $NODE_VERSION (abi $("$NODE" -p process.versions.modules)): use a package built for it."
-  PROBE=$(probe_native) || die "the native modules (better-sqlite3 for the spool, unix-dgram for systemd notify) do not load with Node.js $NODE_VERSION ($NODE), even after npm rebuild${REBUILD_FAILED:+, which failed}; nothing was changed.$PREBUILT_FOR Install the build tools (apt-get install build-essential python3) and run this again.
+  PROBE=$(probe_native) || die "the native modules (better-sqlite3 for the spool, unix-dgram for systemd notify) do not load with Node.js $NODE_VERSION ($NODE), even after npm rebuild${REBUILD_FAILED:+, which failed}; nothing was changed. Install the build tools (apt-get install build-essential python3) and run this again.
 $(printf '%s\n' "$PROBE" | head -n 5)${REBUILD_FAILED:+
 npm rebuild: $(printf '%s\n' "$REBUILD" | tail -n 5)}"
 fi

@@ -56,24 +56,18 @@ done
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/cache.sh
 . "$SRC/scripts/lib/cache.sh"
+# shellcheck source=scripts/lib/native.sh
+. "$SRC/scripts/lib/native.sh"
 CACHE=$(uplink_cache_dir "$CACHE")
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-case "$ARCH" in
-  arm64) TOOLS=(aarch64-linux-gnu-gcc aarch64-linux-gnu-g++ qemu-aarch64-static); CROSS=aarch64-linux-gnu-
-    RUN=(qemu-aarch64-static -L /usr/aarch64-linux-gnu); SERIALPORT=linux-arm64/@serialport+bindings-cpp.armv8.glibc.node
-    EM_MACHINE=183 ;; # EM_AARCH64
-  x64) TOOLS=(gcc g++); CROSS=""; RUN=(); SERIALPORT=linux-x64/@serialport+bindings-cpp.glibc.node
-    EM_MACHINE=62 ;; # EM_X86_64
-  *) die "--arch must be arm64 or x64, not $ARCH" ;;
-esac
+uplink_native_target "$ARCH" 2>/dev/null || die "--arch must be arm64 or x64, not $ARCH"
+TOOLS=("${CROSS}gcc" "${CROSS}g++" ${RUN[@]+"${RUN[0]}"})
 for tool in "${TOOLS[@]}" make python3 node npm; do
   command -v "$tool" >/dev/null || die "$tool is missing: apt-get install make python3 g++ (arm64: g++-aarch64-linux-gnu qemu-user-static), and Node.js with npm"
 done
 [ -f "$SRC/dist/cli.js" ] || die "$SRC/dist/cli.js is missing: npm run build"
-NODE_GYP=$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js
-[ -f "$NODE_GYP" ] || die "node-gyp (bundled with npm) not found at $NODE_GYP"
 
 # --- the target's Node.js: binary and headers -------------------------------------------------
 TARGET_NODE_DIR=$(uplink_node_package "$CACHE" "linux-$ARCH" "$NODE_VERSION") || die "could not get node-linux-$ARCH@$NODE_VERSION from the npm registry"
@@ -98,34 +92,7 @@ say "npm ci --omit=dev --ignore-scripts (the JavaScript of the production depend
 say "dependencies in $((SECONDS - start)) s"
 
 # --- native modules ------------------------------------------------------------------------
-# build PACKAGE FILE: node-gyp in the staged package, against the target's headers; the result is
-# cached by package version, target and Node.js version.
-build_native() {
-  local dir="$STAGE/node_modules/$1" t0=$SECONDS version cached
-  [ -d "$dir" ] || die "$1 is not in the production dependencies"
-  version=$(node -p "require('$dir/package.json').version")
-  cached="$CACHE/native/linux-$ARCH-node$NODE_VERSION/$1@$version/$2"
-  if [ ! -f "$cached" ]; then
-    say "building $1 $version for $ARCH against Node.js $NODE_VERSION (abi $ABI)"
-    (cd "$dir" &&
-      CC=${CROSS}gcc CXX=${CROSS}g++ LINK=${CROSS}g++ AR=${CROSS}ar CC_host=gcc CXX_host=g++ \
-      node "$NODE_GYP" rebuild --release --arch="$ARCH" --nodedir="$TARGET_NODE_DIR" -j 2 >"$WORK/$1.log" 2>&1) ||
-      { tail -n 30 "$WORK/$1.log" >&2 || true; die "compiling $1 for $ARCH failed"; }
-    # e_machine of the ELF header.
-    [ "$(od -An -tu2 -j18 -N2 "$dir/build/Release/$2" | tr -d ' ')" = "$EM_MACHINE" ] || die "$1: $2 is not a binary for $ARCH"
-    mkdir -p "$(dirname "$cached")"
-    cp "$dir/build/Release/$2" "$cached.tmp" && mv "$cached.tmp" "$cached"
-    say "$1 built in $((SECONDS - t0)) s"
-  else
-    say "$1 $version for $ARCH, Node.js $NODE_VERSION: from $cached"
-  fi
-  # Only the module itself ships: no objects, no test extension.
-  rm -rf "$dir/build"
-  mkdir -p "$dir/build/Release"
-  cp "$cached" "$dir/build/Release/$2"
-}
-build_native better-sqlite3 better_sqlite3.node
-build_native unix-dgram unix_dgram.node
+uplink_native_build "$STAGE/node_modules" "$ARCH" "$NODE_VERSION" "$TARGET_NODE_DIR" "$CACHE" || die "the native modules could not be built for $ARCH"
 # serialport's own binaries: keep the target's (glibc) only; the others are dead weight there.
 PREBUILDS="$STAGE/node_modules/@serialport/bindings-cpp/prebuilds"
 [ -f "$PREBUILDS/$SERIALPORT" ] || die "@serialport/bindings-cpp has no prebuilt binary $SERIALPORT"

@@ -62,6 +62,7 @@ describe('the appliance under systemd (systemd-nspawn --boot, Debian 12)', { con
   let app = ''; // the unpacked tarball, inside the container
   let newerApp = '';
   let brokenApp = '';
+  let armApp = '';
   let published = 0;
 
   const unit = async (): Promise<Unit> => {
@@ -98,6 +99,7 @@ describe('the appliance under systemd (systemd-nspawn --boot, Debian 12)', { con
     // The cached root, the x64 tarball and Node.js 22 (each built once, then from the cache).
     const cachedRoot = (await bash('scripts/debian-root.sh')).trim();
     const tarball = (await bash(`scripts/pack.sh --arch x64 --node ${NODE_VERSION} --out ${work}`)).trim().split('\n').at(-1)!;
+    const armTarball = (await bash(`scripts/pack-arm64.sh --node ${NODE_VERSION} --out ${work}`)).trim().split('\n').at(-1)!;
     const nodeDir = (await bash(`. scripts/lib/cache.sh && uplink_node_package "$(uplink_cache_dir)" linux-x64 ${NODE_VERSION}`)).trim();
     const npmDir = (await bash('dirname "$(dirname "$(readlink -f "$(command -v npm)")")"')).trim();
     const root = join(work, 'root');
@@ -107,8 +109,11 @@ describe('the appliance under systemd (systemd-nspawn --boot, Debian 12)', { con
     symlinkSync('../lib/node_modules/npm/bin/npm-cli.js', join(root, 'usr/local/bin/npm'));
     // The tarball, unpacked in root's home as a user would; a newer build, and one that cannot start.
     await bash(`tar -xzf ${tarball} -C ${root}/root`);
-    const name = readdirSync(join(root, 'root')).find((n) => n.startsWith('uplink-'))!;
+    const name = readdirSync(join(root, 'root')).find((n) => n.startsWith('uplink-') && n.includes('-x64-'))!;
     app = `/root/${name}`;
+    mkdirSync(join(root, 'root/arm64'));
+    await bash(`tar -xzf ${armTarball} -C ${root}/root/arm64`);
+    armApp = `/root/arm64/${readdirSync(join(root, 'root/arm64'))[0]!}`;
     newerApp = '/root/uplink-newer';
     brokenApp = '/root/uplink-broken';
     cpSync(join(root, app), join(root, newerApp), { recursive: true, verbatimSymlinks: true });
@@ -340,6 +345,17 @@ EOF
     // The spool came through all of it: the readings published before the upgrade arrive now.
     relay!.open();
     await until(() => distinctIds().size >= sent + 10, 'the readings spooled before the upgrades', 120_000);
+  });
+
+  test('the arm64 tarball on this x64 box is refused before anything changes, naming what it was built for', async () => {
+    const running = await unit();
+    // No compiler in this root, so npm rebuild cannot mend it either.
+    const refused = await box!.exec(['unshare', '-n', '/bin/bash', `${armApp}/scripts/install.sh`, '--no-apt']);
+    assert.equal(refused.code, 1, `${refused.stdout}${refused.stderr}`);
+    assert.match(refused.stderr, /the native modules of this package do not load with Node\.js 22\.\d+\.\d+ .*; nothing was changed\. This package was built for linux-arm64 node 22\.\d+\.\d+ abi \d+; this machine is x86_64 with Node\.js 22\.\d+\.\d+ \(abi \d+\): use a package built for it/);
+    assert.equal((await box!.sh('/usr/local/bin/node /opt/uplink/dist/cli.js --version')).trim(), `${VERSION}-newer`);
+    const after = await unit();
+    assert.equal(after.MainPID, running.MainPID, 'the service was not touched');
   });
 
   test('uninstall.sh stops and removes the service, keeps config and spool', async () => {
