@@ -246,8 +246,10 @@ EOF
     const before = await unit();
     await box!.sh("sed -i 's/^  level: info$/  level: debug/' /etc/uplink/uplink.yaml && grep -q 'level: debug' /etc/uplink/uplink.yaml && systemctl reload uplink.service");
     await until(async () => (await messages()).some((m) => m.includes('SIGHUP: reloaded log.level')), 'the reload line', 30_000);
-    // A debug line of the gateway's own, from now on.
+    // A debug line of the gateway's own, from now on (and the reading arrives, so that none is on its way in the next test).
+    const sent = distinctIds().size;
     await publish(1);
+    await until(() => distinctIds().size >= sent + 1, 'the reading at the upstream', 60_000);
     await until(async () => (await journal('-p debug')).some((e) => e.PRIORITY === '7' && e._PID === String(before.MainPID) && (e.MESSAGE ?? '').startsWith('{"level":"debug"')),
       'a debug line from the gateway', 30_000);
     const afterReload = await unit();
