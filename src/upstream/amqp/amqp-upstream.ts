@@ -271,6 +271,12 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     connection.on('connection_close', (ctx: EventContext) => {
       const error = ctx.connection.error;
       if (error !== undefined && failure === undefined) failure = translateAmqpError(error, `upstream ${redact(url.href)} closed the connection`);
+      // Our own close answered (stop, reload) leaves the connection closed on both sides; a close
+      // the broker started finds ours still open. rhea answers that close and ends the socket, but
+      // raises 'disconnected' only for a connection it had not closed itself (RabbitMQ 4 closes
+      // with amqp:internal-error when it stops or an operator closes the connection): without
+      // this, the gateway would stay "connected" to nothing for ever.
+      if (!connection.is_closed()) closedByBroker();
     });
     connection.on('error', (err: unknown) => {
       failure ??= translateAmqpError(err, `upstream ${redact(url.href)}`);
@@ -294,6 +300,9 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
       this.#setConnected(false);
       connection.removeAllListeners();
       connection.on('error', () => {});
+      // RabbitMQ 4 answers our answer to its close with another close: rhea calls that a protocol
+      // error, which is no news once the connection is given up.
+      connection.on('protocol_error', () => {});
       if (this.#stopping) return;
       if (this.#reloading) {
         this.#reloading = false;
@@ -306,6 +315,13 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
         log.warn('upstream: connection closed; reconnecting');
       }
       this.#failed(error, log);
+    };
+    const closedByBroker = (): void => {
+      if (this.#connection !== connection) return;
+      lost(undefined);
+      // rhea writes its answering close on the next tick and then ends the socket; a broker that
+      // keeps its end open is dropped a while later (rhea's own timers are cleared then too).
+      setTimeout(() => abandon(connection), 2000).unref();
     };
     this.#lost = lost;
     connection.on('disconnected', (ctx: EventContext) => lost(ctx.error));
