@@ -10,6 +10,8 @@
  * - Every message sent gets exactly one outcome: accepted, released, modified, rejected (with the
  *   broker's condition and description), or `lost` when the link or connection went away before
  *   the broker settled it. Lost messages were maybe delivered: send them again (same message id).
+ * - A message larger than the receiver takes (the max_message_size of its attach) is not sent: it
+ *   is reported `rejected` with amqp:link:message-size-exceeded, after `send` returns.
  * - `send` on a link without credit throws (a bug in the caller, never a broker condition).
  * - A listener (onState, onCredit, an outcome callback) that throws is logged with the link or
  *   connection it concerns and otherwise ignored: it costs neither the connection nor the other

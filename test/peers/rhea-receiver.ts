@@ -26,6 +26,8 @@ export interface ScriptedReceiverOptions {
   holdOutcomes?: boolean;
   /** Links to these target addresses are refused: answered, then detached with this error. */
   refuse?: Record<string, { condition: string; description: string }>;
+  /** The max_message_size stated in the attach of every receiving link (none by default). */
+  maxMessageSize?: number;
 }
 
 export interface ReceivedTransfer {
@@ -71,7 +73,8 @@ interface SessionBook {
 export async function startScriptedReceiver(options: ScriptedReceiverOptions): Promise<ScriptedReceiver> {
   // credit_window 0: rhea must not top the credit up by itself; the test grants it.
   const container: Container = rhea.create_container({ id: `scripted-receiver-${process.pid}`,
-    receiver_options: { credit_window: 0, autoaccept: options.holdOutcomes !== true } } as never);
+    receiver_options: { credit_window: 0, autoaccept: options.holdOutcomes !== true,
+      ...(options.maxMessageSize === undefined ? {} : { max_message_size: options.maxMessageSize }) } } as never);
   (container as unknown as { sasl_server_mechanisms: { enable_anonymous(): void } }).sasl_server_mechanisms.enable_anonymous();
   let window = options.sessionWindow;
   const opens: Array<Record<string, unknown>> = [];

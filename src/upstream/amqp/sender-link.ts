@@ -18,13 +18,19 @@
  * than the window left, less what waits unwritten. A window that opens comes as a flow for the
  * session alone, on which rhea raises no event: the session's flow handler is wrapped to notify.
  *
+ * Size. A receiver may state in its attach the largest message it takes (max_message_size;
+ * RabbitMQ 4: 16 MiB by default). A larger message is never sent: it is reported `rejected` with
+ * amqp:link:message-size-exceeded, so the forwarder dead-letters it with that reason. (Sent, it
+ * would end the session, lose every delivery in flight, and come back for ever.) A message larger
+ * than the connection's max_frame_size is no problem: rhea splits it into several transfer frames.
+ *
  * Drain. A receiver may ask for its credit back (flow with drain=true): rhea raises
  * `sender_draining`, the forwarder sends what the spool has, and when it has nothing more it calls
  * idle(); only then, and only once every transfer handed to rhea is written, is the rest of the
  * credit given up (rhea's set_drained, which advances the delivery count in the next flow).
  */
 import { performance } from 'node:perf_hooks';
-import type { Connection, Delivery, EventContext, Sender, Session } from 'rhea';
+import rhea, { type Connection, type Delivery, type EventContext, type Sender, type Session } from 'rhea';
 import type { Logger } from '../../core/logger.js';
 import type { Outcome, UpstreamLink, UpstreamMessage } from '../interface.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
@@ -231,7 +237,21 @@ export class AmqpSenderLink implements UpstreamLink {
     if (sender === undefined || this.credit() <= 0) {
       throw new Error(`uplink bug: send to ${this.address} without credit`);
     }
-    const delivery = sender.send(toAmqpMessage(message, this.#gatewayId) as never);
+    const encoded = rhea.message.encode(toAmqpMessage(message, this.#gatewayId) as never);
+    const limit = maxMessageSize(sender);
+    if (limit !== undefined && encoded.length > limit) {
+      // Never sent: a broker ends the link or its session for it (RabbitMQ 4:
+      // amqp:link:message-size-exceeded), taking every reading in flight with it, and the reading
+      // would be sent again for ever. Reported after send returns, as a broker's outcome would be.
+      const outcome: Outcome = { kind: 'rejected', condition: 'amqp:link:message-size-exceeded',
+        description: `${encoded.length} bytes encoded; the broker takes at most ${limit} (max_message_size of its attach)` };
+      this.#log.warn({ address: this.address, id: message.id, bytes: encoded.length, maxMessageSize: limit },
+        'upstream: a reading larger than the broker takes was not sent');
+      queueMicrotask(() => guarded(this.#log, { address: this.address, outcome: outcome.kind }, () => onOutcome(outcome)));
+      return;
+    }
+    // Format 0: the bytes are the encoded message (rhea would encode it again otherwise).
+    const delivery = sender.send(encoded as never, undefined, 0);
     this.#lastUsed = performance.now();
     this.#served = true;
     if (this.mode === 'at-most-once') guarded(this.#log, { address: this.address }, () => onOutcome({ kind: 'accepted' }));
@@ -318,6 +338,15 @@ export class AmqpSenderLink implements UpstreamLink {
     }
     if (!this.#closed) this.#onChange();
   }
+}
+
+/**
+ * The largest message the receiver takes, from its attach (rhea's remote-attach alias); none when
+ * it states none (0 or absent) or one too large for a JavaScript number (rhea gives a Buffer then).
+ */
+function maxMessageSize(sender: Sender): number | undefined {
+  const stated = (sender as unknown as { max_message_size?: unknown }).max_message_size;
+  return typeof stated === 'number' && stated > 0 ? stated : undefined;
 }
 
 /** rhea internal: the outgoing side of the link's session (Session.outgoing). */
