@@ -13,7 +13,7 @@ import { OpsServer } from './ops/http-server.js';
 import { createLogger, type AppLogger } from './ops/log.js';
 import { createMetrics } from './ops/metrics.js';
 import { Rates } from './ops/rates.js';
-import { Readiness } from './ops/readiness.js';
+import { Readiness, refusedAddresses } from './ops/readiness.js';
 import { fingerprintStartFiles, reloadConfig, type Fingerprints, type ReloadResult } from './ops/reload.js';
 import { SdNotify } from './ops/sd-notify.js';
 import { buildStatus, sum, type Listener } from './ops/status.js';
@@ -288,6 +288,8 @@ export class Gateway {
   #upstreamReadiness(state: UpstreamState): void {
     this.readiness.set('upstream', state.connected ? { ready: true }
       : { ready: false, reason: state.lastError === undefined ? 'connecting to the upstream' : `upstream not connected: ${state.lastError.message}` });
+    if (state.refused === undefined) this.readiness.delete('upstream-addresses');
+    else this.readiness.set('upstream-addresses', refusedAddresses(state.refused));
   }
 
   /**

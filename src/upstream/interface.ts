@@ -79,6 +79,22 @@ export interface UpstreamState {
   url: string;
   reconnects: number;
   lastError?: { code: string; message: string; condition?: string; at: number };
+  /**
+   * Addresses whose link the broker refuses while the connection is up (e.g. a queue that does not
+   * exist): their readings wait, the link is attached again with backoff. Absent when none.
+   */
+  refused?: RefusedAddress[];
+}
+
+export interface RefusedAddress {
+  address: string;
+  code: string;
+  condition?: string;
+  message: string;
+  /** When it was first refused (ms since the epoch). */
+  since: number;
+  /** Attaches refused so far. */
+  attempts: number;
 }
 
 export interface Upstream {

@@ -58,6 +58,12 @@ export interface SenderLinkOptions {
   onError: (error: UpstreamError) => void;
   /** Something changed that may make the link idle: an outcome came, credit or the window moved. */
   onChange?: () => void;
+  /**
+   * The broker took the link, once per attach: it settled a message sent on it, or the caller had
+   * nothing to send while the link had credit. (An attach answered is not enough: RabbitMQ 3.10
+   * answers one to a missing queue and ends the session at the first transfer.)
+   */
+  onTaken?: () => void;
 }
 
 export class AmqpSenderLink implements UpstreamLink {
@@ -67,6 +73,7 @@ export class AmqpSenderLink implements UpstreamLink {
   readonly #log: Logger;
   readonly #onError: (error: UpstreamError) => void;
   readonly #onChange: () => void;
+  readonly #onTaken: () => void;
   #sender: Sender | undefined;
   #session: Session | undefined;
   readonly #unsettled = new Map<Delivery, (outcome: Outcome) => void>();
@@ -77,6 +84,8 @@ export class AmqpSenderLink implements UpstreamLink {
   #served = false;
   /** The broker refused or closed the link, and it has not been attached since. */
   #refused = false;
+  /** onTaken was called since the last attach. */
+  #taken = false;
 
   constructor(options: SenderLinkOptions) {
     this.address = options.address;
@@ -85,6 +94,7 @@ export class AmqpSenderLink implements UpstreamLink {
     this.#log = options.log;
     this.#onError = options.onError;
     this.#onChange = options.onChange ?? (() => {});
+    this.#onTaken = options.onTaken ?? (() => {});
   }
 
   /** See UpstreamLink.closed. */
@@ -141,11 +151,13 @@ export class AmqpSenderLink implements UpstreamLink {
     this.#session = session;
     this.#lastUsed = performance.now();
     this.#served = false;
+    this.#taken = false;
     this.#watchSessionFlow(session);
     const wake = (): void => this.#notify();
     sender.on('sendable', wake);
     sender.on('sender_open', () => {
-      this.#refused = false;
+      // A broker that refuses the link answers the attach without a target, then detaches it.
+      if (!isNullTerminus((sender as unknown as { target?: unknown }).target)) this.#refused = false;
       wake();
     });
     sender.on('sender_flow', wake);
@@ -164,7 +176,8 @@ export class AmqpSenderLink implements UpstreamLink {
       if (this.#sender !== sender) return;
       const translated = translateAmqpError(error ?? { condition: 'amqp:link:detach-forced', description: fallback },
         `sender link to ${this.address}`);
-      this.#log.error({ address: this.address, condition: translated.condition, code: translated.code, err: translated.message },
+      // At debug: what the address waits for is logged once by the upstream (refusals.ts).
+      this.#log.debug({ address: this.address, condition: translated.condition, code: translated.code, err: translated.message },
         'upstream closed the sender link');
       this.#refused = true;
       this.detach();
@@ -264,6 +277,7 @@ export class AmqpSenderLink implements UpstreamLink {
     this.#served = true;
     // rhea internals: _draining (a drain was asked for) and Connection._register (schedules a write).
     const internals = sender as unknown as { _draining?: boolean; connection: { _register?: () => void } };
+    if (this.credit() > 0) this.#took();
     if (internals._draining !== true || this.#unwritten(sender) > 0) return;
     sender.set_drained(true);
     // set_drained only marks the flow as due; a drain that nothing else wakes must still be answered.
@@ -325,9 +339,16 @@ export class AmqpSenderLink implements UpstreamLink {
     if (report === undefined) return;
     this.#unsettled.delete(delivery);
     this.#lastUsed = performance.now();
+    this.#took();
     guarded(this.#log, { address: this.address, outcome: outcome.kind }, () => report(outcome));
     // A settled delivery frees room in rhea's session buffer: more may be sent now, flow or not.
     this.#notify();
+  }
+
+  #took(): void {
+    if (this.#taken) return;
+    this.#taken = true;
+    guarded(this.#log, { address: this.address }, this.#onTaken);
   }
 
   #notify(): void {
@@ -338,6 +359,13 @@ export class AmqpSenderLink implements UpstreamLink {
     }
     if (!this.#closed) this.#onChange();
   }
+}
+
+/** A terminus the broker answered as null (rhea decodes it as undefined, or as a described null). */
+function isNullTerminus(terminus: unknown): boolean {
+  if (terminus === undefined || terminus === null) return true;
+  const typed = terminus as { type?: unknown; value?: unknown };
+  return typed.type !== undefined && typed.value === null;
 }
 
 /**
