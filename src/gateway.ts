@@ -272,10 +272,12 @@ export class Gateway {
       rejected: () => this.#rejected(),
       forwarded: () => this.forwarder?.stats().forwarded ?? {},
       outcomes: () => this.forwarder?.stats().outcomes ?? {},
+      released: () => this.forwarder?.stats().released ?? {},
+      held: () => this.forwarder?.stats().held ?? 0,
       upstream: () => {
         if (this.upstream === undefined) return undefined;
         const state = this.upstream.state();
-        return { connected: state.connected, credit: this.upstream.credit(), reconnects: state.reconnects };
+        return { connected: state.connected, credit: this.upstream.credit(), reconnects: state.reconnects, refusedAddresses: state.refused?.length ?? 0 };
       },
       connections: () => ({ mqtt: this.mqtt.stats().connections, serial: this.serial.stats().connections, modbus: this.modbus.stats().connections }),
       modbusDevices: () => Object.entries(this.modbus.stats().buses)
