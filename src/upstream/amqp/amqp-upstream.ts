@@ -299,7 +299,10 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
       // raises 'disconnected' only for a connection it had not closed itself (RabbitMQ 4 closes
       // with amqp:internal-error when it stops or an operator closes the connection): without
       // this, the gateway would stay "connected" to nothing for ever.
-      if (!connection.is_closed()) closedByBroker();
+      // (rhea raises connection_close also for a failure of its own, a refused SASL login: that
+      // one ends in 'disconnected' as usual. Only a close frame fills remote.close, an rhea internal.)
+      const remote = (connection as unknown as { remote?: { close?: unknown } }).remote;
+      if (remote?.close !== undefined && !connection.is_closed()) closedByBroker();
     });
     connection.on('error', (err: unknown) => {
       failure ??= translateAmqpError(err, `upstream ${redact(url.href)}`);
@@ -323,6 +326,8 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
       this.#setConnected(false);
       connection.removeAllListeners();
       connection.on('error', () => {});
+      // A socket that ends or fails later is no news either (rhea would print a warning for it).
+      connection.on('disconnected', () => {});
       // RabbitMQ 4 answers our answer to its close with another close: rhea calls that a protocol
       // error, which is no news once the connection is given up.
       connection.on('protocol_error', () => {});
