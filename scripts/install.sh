@@ -5,7 +5,7 @@
 #   sudo scripts/install.sh
 #
 # What it does, each step safe to repeat (running it twice gives the same result; an upgrade
-# keeps the config and the spool):
+# keeps the config and the spool, and the app it replaced as /opt/uplink.prev):
 #   - checks for Node.js >= 20.19, and says how to get it if it is missing or too old;
 #   - builds dist/ in a checkout when it is missing or older than src/;
 #   - installs the app to /opt/uplink with production dependencies only, replacing an older one;
@@ -13,7 +13,10 @@
 #   - writes /etc/uplink/uplink.yaml from the example only if there is none (never overwrites);
 #   - has the USB serial drivers (usbserial, cdc_acm) loaded at boot (/etc/modules-load.d/uplink.conf)
 #     and loads them now, so that adapters plugged in while the service runs may be opened;
-#   - installs /etc/systemd/system/uplink.service, enables it, and starts (or restarts) it.
+#   - installs /etc/systemd/system/uplink.service, enables it, and starts (or restarts) it; when
+#     the new app does not start (no READY=1), it puts the previous one back and starts that.
+#
+# From a prebuilt tarball (scripts/pack-arm64.sh), it needs neither compilers nor the internet.
 #
 # Options:
 #   --root DIR       install into DIR as into the root of another system (an SD card image, or a
@@ -26,6 +29,8 @@
 #   --no-systemctl   do not run systemctl at all (install the unit file only)
 #   --no-build       use dist/ as it is; fail if it is missing
 #   --no-apt         never apt-get the build tools (make, g++, python3) that native modules need
+#   --rollback       put /opt/uplink.prev (the app the last upgrade replaced) back in place, keep
+#                    the replaced one as /opt/uplink.prev, and restart the service
 set -euo pipefail
 
 ROOT=""
@@ -33,6 +38,7 @@ SYSTEMCTL=1
 BUILD=1
 APT=1
 ADD_USER=1
+ROLLBACK=0
 
 say() { printf 'uplink install: %s\n' "$*"; }
 die() { printf 'uplink install: %s\n' "$*" >&2; exit 1; }
@@ -46,6 +52,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --no-apt) APT=0; shift ;;
     --no-user) ADD_USER=0; shift ;;
+    --rollback) ROLLBACK=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) printf 'uplink install: unknown option %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
   esac
@@ -110,6 +117,57 @@ BIN_DIR="$ROOT/usr/local/bin"
 SYSUSERS_DIR="$ROOT/usr/local/lib/sysusers.d"
 MODULES_LOAD="$ROOT/etc/modules-load.d/uplink.conf"
 
+# The unit from $APP's systemd/uplink.service, with ExecStart= on the node found on PATH. Escaped
+# twice: for systemd (its specifiers start with %; in the executable name $ is taken as it is, and
+# the characters it refuses were refused above), then for the sed replacement (\, &, # the
+# delimiter, and / for good measure).
+write_unit() {
+  mkdir -p "$UNIT_DIR"
+  local unit_node sed_node
+  unit_node=$(printf '%s' "$NODE" | sed -e 's/%/%%/g')
+  sed_node=$(printf '%s' "$unit_node" | sed -e 's/[\/&#\\]/\\&/g')
+  sed "s#^ExecStart=/usr/bin/node #ExecStart=$sed_node #" "$APP/systemd/uplink.service" > "$UNIT_DIR/.uplink.service.new"
+  grep -qF "ExecStart=$unit_node /opt/uplink/dist/cli.js " "$UNIT_DIR/.uplink.service.new" ||
+    die "could not write ExecStart= for $NODE into $UNIT_DIR/uplink.service"
+  chmod 0644 "$UNIT_DIR/.uplink.service.new"
+  mv "$UNIT_DIR/.uplink.service.new" "$UNIT_DIR/uplink.service"
+}
+
+# (Re)starts the service under a running systemd. With Type=notify, systemctl returns once the
+# gateway sent READY=1, and fails when it exited or timed out (TimeoutStartSec) before that.
+start_service() {
+  if systemctl is-active --quiet uplink.service; then
+    systemctl restart uplink.service && echo "restarted uplink.service"
+  else
+    systemctl start uplink.service && echo "started uplink.service"
+  fi
+}
+
+# What the gateway wrote to stdout and stderr since $1 (journald names those lines after the
+# executable, node), without systemd's own lines about the unit.
+journal_since() {
+  journalctl _SYSTEMD_UNIT=uplink.service SYSLOG_IDENTIFIER="$(basename "$NODE")" --since "@$1" -n 20 -o cat --no-pager 2>/dev/null || true
+}
+
+# --- rollback ------------------------------------------------------------------------------
+if [ "$ROLLBACK" = 1 ]; then
+  [ -d "$APP.prev" ] || die "there is no $APP.prev to roll back to (it is kept by an upgrade)"
+  PREV_VERSION=$("$NODE" "$APP.prev/dist/cli.js" --version) || die "the app in $APP.prev does not run: $NODE $APP.prev/dist/cli.js --version"
+  CUR_VERSION=$("$NODE" "$APP/dist/cli.js" --version 2>/dev/null || echo unknown)
+  rm -rf "$APP.swap"
+  mv "$APP" "$APP.swap"
+  mv "$APP.prev" "$APP"
+  mv "$APP.swap" "$APP.prev"
+  write_unit
+  say "rolled back $APP to uplink $PREV_VERSION; uplink $CUR_VERSION is now $APP.prev"
+  if [ "$SYSTEMCTL" = 1 ] && [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
+    systemctl daemon-reload
+    START=$(start_service 2>&1) || die "uplink.service did not start after the rollback: $START"
+    say "$START"
+  fi
+  exit 0
+fi
+
 # Native modules (better-sqlite3, unix-dgram) compile when no prebuilt binary fits.
 need_build_tools() {
   local missing=()
@@ -165,7 +223,9 @@ chmod 0755 "$STAGE" "$STAGE/dist/cli.js"
 if [ -f "$SRC/node_modules/.package-lock.json" ] && [ -d "$SRC/node_modules/better-sqlite3/build" ]; then
   # The checkout's modules were built here for this Node: copy them and drop the development ones.
   say "production dependencies: from $SRC/node_modules (npm prune --omit=dev)"
-  cp -a "$SRC/node_modules" "$STAGE/node_modules"
+  # Its contents: node_modules may be a link (a git worktree sharing one), which must not be copied as such.
+  mkdir "$STAGE/node_modules"
+  cp -a "$SRC/node_modules/." "$STAGE/node_modules/"
   (cd "$STAGE" && "$NPM" prune --omit=dev --no-audit --no-fund >/dev/null)
 elif [ -f "$STAGE/package-lock.json" ]; then
   need_build_tools
@@ -182,7 +242,13 @@ fi
 probe_native() {
   (cd "$STAGE" && "$NODE" --input-type=commonjs -e "new (require('better-sqlite3'))(':memory:').close(); require('unix-dgram')" 2>&1)
 }
-if ! PROBE=$(probe_native); then
+PROBE_OK=1
+PROBE=$(probe_native) || PROBE_OK=0
+if [ "$PROBE_OK" = 0 ] && [ -f "$SRC/PREBUILT" ]; then
+  # A tarball of scripts/pack.sh, made for a box without compilers: name what it was built for.
+  die "the native modules of this package do not load with Node.js $NODE_VERSION ($NODE); nothing was changed. This package was built for $(head -n 1 "$SRC/PREBUILT"); this machine is $(uname -m) with Node.js $NODE_VERSION (abi $("$NODE" -p process.versions.modules)): use a package built for it (scripts/pack-arm64.sh --node VERSION), or install from a checkout.
+$(printf '%s\n' "$PROBE" | head -n 5)"
+elif [ "$PROBE_OK" = 0 ]; then
   # Modules built for another Node version (or another machine): build them again for this one.
   say "the native modules do not load with Node.js $NODE_VERSION; rebuilding them (npm rebuild)"
   need_build_tools
@@ -207,11 +273,15 @@ $CHECK"
 fi
 
 [ "$IS_ROOT" = 0 ] || chown -R 0:0 "$STAGE"
+UPGRADED=0
 if [ -d "$APP" ]; then
-  mv "$APP" "$STAGE.old"
+  # The replaced app stays as $APP.prev, for --rollback (and for the automatic one below).
+  OLD_VERSION=$("$NODE" "$APP/dist/cli.js" --version 2>/dev/null || echo unknown)
+  rm -rf "$APP.prev"
+  mv "$APP" "$APP.prev"
   mv "$STAGE" "$APP"
-  rm -rf "$STAGE.old"
-  say "upgraded $APP to uplink $VERSION"
+  UPGRADED=1
+  say "upgraded $APP to uplink $VERSION (uplink $OLD_VERSION kept as $APP.prev)"
 else
   mv "$STAGE" "$APP"
   say "installed uplink $VERSION to $APP"
@@ -271,18 +341,7 @@ if [ -z "$ROOT" ] && [ "$IS_ROOT" = 1 ]; then
 fi
 
 # --- the unit ------------------------------------------------------------------------------
-mkdir -p "$UNIT_DIR"
-# ExecStart= on the node found on PATH. Escaped twice: for systemd (its specifiers start with %;
-# in the executable name $ is taken as it is, and the characters it refuses were refused above),
-# then for the sed replacement (\, &, # the delimiter, and / for good measure).
-UNIT_NODE=$(printf '%s' "$NODE" | sed -e 's/%/%%/g')
-SED_NODE=$(printf '%s' "$UNIT_NODE" | sed -e 's/[\/&#\\]/\\&/g')
-sed "s#^ExecStart=/usr/bin/node #ExecStart=$SED_NODE #" "$APP/systemd/uplink.service" > "$UNIT_DIR/.uplink.service.new"
-grep -qF "ExecStart=$UNIT_NODE /opt/uplink/dist/cli.js " "$UNIT_DIR/.uplink.service.new" ||
-  die "could not write ExecStart= for $NODE into $UNIT_DIR/uplink.service"
-chmod 0644 "$UNIT_DIR/.uplink.service.new"
-mv "$UNIT_DIR/.uplink.service.new" "$UNIT_DIR/uplink.service"
-
+write_unit
 if [ "$SYSTEMCTL" = 0 ]; then
   say "unit installed, not enabled (--no-systemctl): systemctl daemon-reload && systemctl enable --now uplink"
 elif [ -n "$ROOT" ] || [ ! -d /run/systemd/system ]; then
@@ -292,12 +351,28 @@ elif [ -n "$ROOT" ] || [ ! -d /run/systemd/system ]; then
 else
   systemctl daemon-reload
   systemctl enable uplink.service
-  if systemctl is-active --quiet uplink.service; then
-    systemctl restart uplink.service
-    say "restarted uplink.service"
-  else
-    systemctl start uplink.service
-    say "started uplink.service"
+  SINCE=$(date +%s)
+  if ! START=$(start_service 2>&1); then
+    [ "$UPGRADED" = 1 ] || die "uplink.service did not start: $START
+$(journal_since "$SINCE")"
+    # The new app did not get as far as READY=1 (Type=notify): put the previous one back, so that
+    # a bad build costs a failed start, not the box.
+    JOURNAL=$(journal_since "$SINCE")
+    rm -rf "$APP.failed"
+    mv "$APP" "$APP.failed"
+    mv "$APP.prev" "$APP"
+    write_unit
+    systemctl daemon-reload
+    if START_OLD=$(start_service 2>&1); then
+      rm -rf "$APP.failed"
+      die "uplink $VERSION did not start, so uplink $OLD_VERSION was put back in $APP and runs again. Nothing else was changed.
+$START
+What the new one logged:
+$JOURNAL"
+    fi
+    die "uplink $VERSION did not start, and uplink $OLD_VERSION, put back in $APP, did not start either ($START_OLD); the new one is in $APP.failed. See journalctl -u uplink. The new one logged:
+$JOURNAL"
   fi
+  say "$START"
   say "see it with: uplink status   journalctl -u uplink -f"
 fi

@@ -3,16 +3,18 @@
 // the files are found here. Arguments narrow the run to files or folders: `node scripts/run-tests.js test/unit`.
 // UPLINK_LIST_TESTS=1 lists the files instead of running them.
 //
-// Folders that are not part of a plain run unless named as an argument:
+// Folders that are not part of a plain run unless named as an argument (CI runs the first two as
+// steps of their own, after `npm test`):
 // - test/brokers: RabbitMQ 4 from a Debian 13 root (built once with debootstrap) and the shared
-//   data-path suite against each broker; CI runs it as its second step (`npm run test:brokers`).
+//   data-path suite against each broker (`npm run test:brokers`).
+// - test/heavy: a Debian root booted under systemd, arm64 under emulation, Node 22 (.ci/heavy).
 // - test/brokers/activemq: needs ActiveMQ's AMQP module, which neither Debian nor npm has (README,
 //   "Brokers"); run by hand.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, normalize } from 'node:path';
 
-const OWN_STEP = ['test/brokers', 'test/brokers/activemq'].map((dir) => normalize(dir));
+const OWN_STEP = ['test/brokers', 'test/heavy', 'test/brokers/activemq'].map((dir) => normalize(dir));
 
 function collect(path, out, root) {
   if (statSync(path).isDirectory()) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Removes what scripts/install.sh installed: stops and disables uplink.service, removes the unit,
-# /opt/uplink, /usr/local/bin/uplink and /etc/modules-load.d/uplink.conf. Keeps the config
+# /opt/uplink (and /opt/uplink.prev, the app an upgrade replaced), /usr/local/bin/uplink and /etc/modules-load.d/uplink.conf. Keeps the config
 # (/etc/uplink), the spool (/var/lib/uplink), the user uplink that owns them, and local changes
 # to the unit (/etc/systemd/system/uplink.service.d, from `systemctl edit uplink`), unless --purge.
 #
@@ -65,10 +65,10 @@ if [ "$SYSTEMCTL" = 1 ] && [ -z "$ROOT" ] && [ -d /run/systemd/system ]; then
   systemctl reset-failed uplink.service 2>/dev/null || true # nothing to reset is fine
 fi
 [ ! -L "$LINK" ] || rm -f "$LINK"
-rm -rf "$APP"
+rm -rf "$APP" "$APP.prev" "$APP.failed"
 # The drivers stay loaded until the next boot (other USB serial users may need them anyway).
 rm -f "$MODULES_LOAD"
-say "removed the unit, $APP, $LINK and $MODULES_LOAD"
+say "removed the unit, $APP (and $APP.prev), $LINK and $MODULES_LOAD"
 
 if [ "$PURGE" = 0 ]; then
   if [ -d "$DROP_INS" ]; then

@@ -12,7 +12,7 @@ import { OpsServer } from './ops/http-server.js';
 import { createLogger, type AppLogger } from './ops/log.js';
 import { createMetrics } from './ops/metrics.js';
 import { Rates } from './ops/rates.js';
-import { Readiness } from './ops/readiness.js';
+import { Readiness, refusedAddresses } from './ops/readiness.js';
 import { fingerprintStartFiles, reloadConfig, type Fingerprints, type ReloadResult } from './ops/reload.js';
 import { SdNotify } from './ops/sd-notify.js';
 import { buildStatus, sum, type Listener } from './ops/status.js';
@@ -261,10 +261,12 @@ export class Gateway {
       rejected: () => this.#rejected(),
       forwarded: () => this.forwarder?.stats().forwarded ?? {},
       outcomes: () => this.forwarder?.stats().outcomes ?? {},
+      released: () => this.forwarder?.stats().released ?? {},
+      held: () => this.forwarder?.stats().held ?? 0,
       upstream: () => {
         if (this.upstream === undefined) return undefined;
         const state = this.upstream.state();
-        return { connected: state.connected, credit: this.upstream.credit(), reconnects: state.reconnects };
+        return { connected: state.connected, credit: this.upstream.credit(), reconnects: state.reconnects, refusedAddresses: state.refused?.length ?? 0 };
       },
       connections: () => ({ mqtt: this.mqtt.stats().connections, serial: this.serial.stats().connections, modbus: this.modbus.stats().connections }),
       modbusDevices: () => Object.entries(this.modbus.stats().buses)
@@ -278,6 +280,8 @@ export class Gateway {
   #upstreamReadiness(state: UpstreamState): void {
     this.readiness.set('upstream', state.connected ? { ready: true }
       : { ready: false, reason: state.lastError === undefined ? 'connecting to the upstream' : `upstream not connected: ${state.lastError.message}` });
+    if (state.refused === undefined) this.readiness.delete('upstream-addresses');
+    else this.readiness.set('upstream-addresses', refusedAddresses(state.refused));
   }
 
   /**

@@ -4,7 +4,9 @@
  * each outcome back onto the spool:
  *   accepted → ack; released, lost (connection gone) → release; modified → release, or count an
  *   attempt when the broker says the delivery failed; rejected → dead-letter with the condition.
- * When the upstream disconnects, everything in flight returns to the spool in order.
+ * When the upstream disconnects, everything in flight returns to the spool in order. After a
+ * released or modified outcome the address waits a while before it sends again (holds.ts): a
+ * reading the broker will never take must not go round in a loop.
  *
  * Rules that keep a reading from being sent twice at once, or needlessly:
  * - A disconnect ends a lease epoch: the acks already decided go to the spool first, then
@@ -18,6 +20,7 @@ import { BoundedCounts } from '../core/bounded-counts.js';
 import type { Logger } from '../core/logger.js';
 import type { Spool, SpooledReading } from '../spool/interface.js';
 import type { Outcome, Upstream, UpstreamLink, UpstreamMessage } from '../upstream/interface.js';
+import { Holds, type Schedule } from './holds.js';
 import { Links } from './links.js';
 
 /** What the forwarder needs of a route (route/router.ts's Route has it). */
@@ -34,12 +37,20 @@ export interface ForwarderOptions {
   route: (address: string, topic?: string) => RouteInfo | undefined;
   log: Logger;
   now?: () => number;
+  /** The waits of an address after a release (holds.ts); FORWARD_DEFAULTS when unset, none with capMs 0. */
+  holdAfterRelease?: { baseMs: number; capMs: number; random?: () => number; schedule?: Schedule };
 }
+
+export const FORWARD_DEFAULTS = { holdAfterRelease: { baseMs: 500, capMs: 30_000 } } as const;
 
 export interface ForwardStats {
   /** Accepted readings by address: the first 100 addresses, the rest under `_other` (core/bounded-counts.ts). */
   forwarded: Record<string, number>;
   outcomes: Record<Outcome['kind'], number>;
+  /** Released (and modified) outcomes by address, bounded as `forwarded`. */
+  released: Record<string, number>;
+  /** Addresses waiting after a release now. */
+  held: number;
 }
 
 export class Forwarder {
@@ -58,7 +69,9 @@ export class Forwarder {
   #acks: number[] = [];
   /** What stop() waits for: the last pump under way to end. */
   #idle: { done: Promise<void>; resolve: () => void } | undefined;
+  readonly #holds: Holds;
   readonly #forwarded = new BoundedCounts();
+  readonly #released = new BoundedCounts();
   readonly #outcomes: Record<Outcome['kind'], number> = { accepted: 0, released: 0, modified: 0, rejected: 0, lost: 0 };
 
   constructor(options: ForwarderOptions) {
@@ -66,6 +79,7 @@ export class Forwarder {
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
     this.#links = new Links((address) => this.#pump(address));
+    this.#holds = new Holds({ ...(options.holdAfterRelease ?? FORWARD_DEFAULTS.holdAfterRelease), wake: (address) => this.#pump(address) });
   }
 
   async start(): Promise<void> {
@@ -86,6 +100,7 @@ export class Forwarder {
     this.#running = false;
     for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
     this.#links.clear();
+    this.#holds.clear();
     this.#again.clear();
     this.#flushAcks();
     if (this.#pumping.size === 0) return;
@@ -98,7 +113,7 @@ export class Forwarder {
   }
 
   stats(): ForwardStats {
-    return { forwarded: this.#forwarded.toRecord(), outcomes: { ...this.#outcomes } };
+    return { forwarded: this.#forwarded.toRecord(), outcomes: { ...this.#outcomes }, released: this.#released.toRecord(), held: this.#holds.waiting };
   }
 
   #disconnected(): void {
@@ -116,7 +131,8 @@ export class Forwarder {
 
   /** Sends from the spool to `address` while its link has credit; one pump per address at a time. */
   #pump(address: string): void {
-    if (!this.#running || !this.#connected) return;
+    // A held address is pumped when its wait ends.
+    if (!this.#running || !this.#connected || this.#holds.held(address)) return;
     if (this.#pumping.has(address)) {
       this.#again.add(address);
       return;
@@ -138,7 +154,8 @@ export class Forwarder {
     const { spool, upstream } = this.#options;
     const mode = this.#options.route(address)?.delivery ?? 'at-least-once';
     for (;;) {
-      if (!this.#running) return;
+      // A release that came meanwhile holds the address: its readings wait for the hold's end.
+      if (!this.#running || this.#holds.held(address)) return;
       // Asked every round: the upstream may have closed the link and made a new one.
       const link = upstream.link(address, mode);
       this.#links.follow(address, link);
@@ -155,9 +172,10 @@ export class Forwarder {
         link.idle();
         return;
       }
-      if (!this.#running || epoch !== this.#epoch) {
+      if (!this.#running || epoch !== this.#epoch || this.#holds.held(address)) {
         // Stopped, or a disconnect came while the lease was pending: whether its releaseAll saw
         // these readings or not, they go back (a release of what is not in flight is ignored).
+        // Held meanwhile: they go back, behind the reading released first.
         await spool.release(readings.map((r) => r.seq));
         continue;
       }
@@ -212,9 +230,23 @@ export class Forwarder {
       this.#log.error({ err, readings: seqs.length }, 'could not record accepted readings in the spool; they will be sent again'));
   };
 
+  /** The broker did not take `reading`: its address waits (holds.ts); said once per run of waits. */
+  #hold(reading: SpooledReading, outcome: Outcome): void {
+    const waitMs = this.#holds.released(reading.address, reading.seq);
+    if (waitMs === undefined) return;
+    const attempts = this.#holds.attempts(reading.address);
+    const fields = { address: reading.address, id: reading.id, outcome: outcome.kind, waitMs, attempts };
+    if (attempts === 1) {
+      this.#log.warn(fields, 'upstream did not take a reading (released or modified; e.g. nothing routes it): its address waits before sending again');
+    } else {
+      this.#log.debug(fields, 'upstream did not take a reading again; its address waits longer');
+    }
+  }
+
   #settle(reading: SpooledReading, epoch: number, outcome: Outcome): void {
     const { spool } = this.#options;
     this.#outcomes[outcome.kind] += 1;
+    if (outcome.kind === 'released' || outcome.kind === 'modified') this.#released.add(reading.address);
     if (epoch !== this.#epoch) {
       this.#log.debug({ address: reading.address, id: reading.id, outcome: outcome.kind },
         'outcome from a connection that is gone: the reading was returned to the queue at the disconnect');
@@ -224,16 +256,22 @@ export class Forwarder {
     switch (outcome.kind) {
       case 'accepted':
         this.#forwarded.add(reading.address);
+        this.#holds.settled(reading.address, reading.seq);
         this.#ack(reading.seq);
         return;
-      case 'released':
       case 'lost':
         done = spool.release([reading.seq]);
         break;
+      case 'released':
+        done = spool.release([reading.seq]);
+        this.#hold(reading, outcome);
+        break;
       case 'modified':
         done = outcome.deliveryFailed ? spool.modify([reading.seq]) : spool.release([reading.seq]);
+        this.#hold(reading, outcome);
         break;
       case 'rejected':
+        this.#holds.settled(reading.address, reading.seq);
         this.#log.warn({ address: reading.address, id: reading.id, topic: reading.topic, condition: outcome.condition, description: outcome.description },
           'upstream rejected a reading: moved to the dead-letter store');
         done = spool.reject([reading.seq], { condition: outcome.condition, ...(outcome.description ? { description: outcome.description } : {}) });

@@ -1,5 +1,6 @@
 import { pino, type Logger as Pino } from 'pino';
 import type { LogFn, Logger } from '../core/logger.js';
+import { isJournalStream, withPriority } from './journald.js';
 import { prettyDestination } from './log-pretty.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
@@ -10,6 +11,8 @@ export interface LogOptions {
   format?: 'json' | 'pretty';
   /** Where the lines go; stdout by default. */
   destination?: NodeJS.WritableStream;
+  /** Prefix each line with its syslog priority for journald; default: when stdout is the journal (JOURNAL_STREAM). */
+  journald?: boolean;
 }
 
 /** The gateway's root logger: its level, and that of every child made from it, can change at run time (SIGHUP). */
@@ -54,6 +57,7 @@ export function createLogger(options: LogOptions): AppLogger {
     formatters: { level: (label) => ({ level: label }) },
     // Secrets must never reach a log line, even when a whole options object is logged by mistake.
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    ...(options.journald ?? (out === undefined && isJournalStream(process.env)) ? { hooks: { streamWrite: withPriority } } : {}),
   }, destination);
   const shared = { level: options.level, threshold: SEVERITY[options.level] };
   const logger = wrap(root, shared) as Logger & { level: LogLevel; setLevel(level: LogLevel): void };

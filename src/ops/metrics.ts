@@ -24,7 +24,12 @@ export interface MetricsSource {
   forwarded(): Record<string, number>;
   /** Outcomes from the upstream, by kind. */
   outcomes(): Record<string, number>;
-  upstream(): { connected: boolean; credit: number; reconnects: number } | undefined;
+  /** Readings the upstream did not take (released or modified), by address; each holds its address back a while. */
+  released?(): Record<string, number>;
+  /** Addresses waiting after a release now. */
+  held?(): number;
+  /** `refusedAddresses`: addresses whose link the broker refuses now. */
+  upstream(): { connected: boolean; credit: number; reconnects: number; refusedAddresses?: number } | undefined;
   /** Open device connections by adapter (mqtt clients, open serial ports, open Modbus buses). */
   connections(): Record<string, number>;
   /** Modbus devices and whether they answer. */
@@ -88,6 +93,11 @@ export function createMetrics(input: MetricsSource, options: MetricsOptions = {}
   gauge('uplink_upstream_connected', '1 while connected to the upstream.', () => (source.upstream()?.connected ? 1 : 0));
   gauge('uplink_upstream_credit', 'Link credit the upstream grants now, over all links.', () => source.upstream()?.credit ?? 0);
   counter('uplink_upstream_reconnects_total', 'Connections to the upstream made again after a loss.', () => source.upstream()?.reconnects ?? 0);
+  labelled('uplink_upstream_released_total', 'Readings the upstream did not take (released or modified, e.g. unroutable), by target address.', 'address',
+    () => source.released?.() ?? {});
+  gauge('uplink_forward_held_addresses', 'Addresses waiting before they send again, after the upstream released a reading of theirs.', () => source.held?.() ?? 0);
+  gauge('uplink_upstream_refused_addresses', 'Addresses whose link the upstream refuses now (e.g. a queue that does not exist); their readings wait.',
+    () => source.upstream()?.refusedAddresses ?? 0);
   new Gauge({
     name: 'uplink_ingest_connections', help: 'Open device connections: MQTT clients, open serial ports.', labelNames: ['adapter'], registers: [registry],
     collect() {

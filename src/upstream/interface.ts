@@ -10,6 +10,8 @@
  * - Every message sent gets exactly one outcome: accepted, released, modified, rejected (with the
  *   broker's condition and description), or `lost` when the link or connection went away before
  *   the broker settled it. Lost messages were maybe delivered: send them again (same message id).
+ * - A message larger than the receiver takes (the max_message_size of its attach) is not sent: it
+ *   is reported `rejected` with amqp:link:message-size-exceeded, after `send` returns.
  * - `send` on a link without credit throws (a bug in the caller, never a broker condition).
  * - A listener (onState, onCredit, an outcome callback) that throws is logged with the link or
  *   connection it concerns and otherwise ignored: it costs neither the connection nor the other
@@ -80,6 +82,22 @@ export interface UpstreamState {
   url: string;
   reconnects: number;
   lastError?: { code: string; message: string; condition?: string; at: number };
+  /**
+   * Addresses whose link the broker refuses while the connection is up (e.g. a queue that does not
+   * exist): their readings wait, the link is attached again with backoff. Absent when none.
+   */
+  refused?: RefusedAddress[];
+}
+
+export interface RefusedAddress {
+  address: string;
+  code: string;
+  condition?: string;
+  message: string;
+  /** When it was first refused (ms since the epoch). */
+  since: number;
+  /** Attaches refused so far. */
+  attempts: number;
 }
 
 export interface Upstream {

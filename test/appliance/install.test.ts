@@ -14,7 +14,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile, appendFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,7 +74,7 @@ function tree(root: string): Map<string, string> {
       const st = lstatSync(path);
       const meta = `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
       if (st.isSymbolicLink()) out.set(relPath, `link -> ${readlinkSync(path)}`);
-      else if (st.isDirectory() && relPath === 'opt/uplink/node_modules') out.set(relPath, `packages ${readdirSync(path).sort().join(',')}`);
+      else if (st.isDirectory() && /^opt\/uplink(\.prev)?\/node_modules$/.test(relPath)) out.set(relPath, `packages ${readdirSync(path).sort().join(',')}`);
       else if (st.isDirectory()) {
         out.set(relPath, `dir ${meta}`);
         walk(path, relPath);
@@ -149,12 +149,22 @@ describe('install.sh and uninstall.sh into a root directory', () => {
     const check = await run(process.execPath, [join(app, 'dist/cli.js'), 'check-config', '--config', join(root, 'etc/uplink/uplink.yaml')]);
     assert.equal(check.code, 0, check.stderr);
 
-    // Twice in a row: the same tree.
+    // Twice in a row: the same tree, and the app it replaced kept whole as opt/uplink.prev (for --rollback).
     const second = await install('--root', root, '--no-systemctl', '--no-build');
     assert.equal(second.code, 0, `${second.stdout}${second.stderr}`);
-    assert.match(second.stdout, /upgraded .*\/opt\/uplink/);
+    assert.match(second.stdout, new RegExp(`upgraded .*/opt/uplink to uplink ${escapeRegExp(VERSION)} \\(uplink ${escapeRegExp(VERSION)} kept as .*/opt/uplink\\.prev\\)`));
     assert.match(second.stdout, /kept .*\/etc\/uplink\/uplink\.yaml/);
-    assert.deepEqual(tree(root), afterFirst);
+    const afterSecond = tree(root);
+    const prev = new Map([...afterSecond].filter(([path]) => path.startsWith('opt/uplink.prev')));
+    assert.deepEqual(new Map([...afterSecond].filter(([path]) => !prev.has(path))), afterFirst);
+    assert.deepEqual(new Map([...prev].map(([path, meta]) => [path.replace(/^opt\/uplink\.prev/, 'opt/uplink'), meta])),
+      new Map([...afterFirst].filter(([path]) => path === 'opt/uplink' || path.startsWith('opt/uplink/'))));
+
+    // --rollback swaps the two back (offline: nothing to restart under --root).
+    const rolled = await install('--root', root, '--no-systemctl', '--rollback');
+    assert.equal(rolled.code, 0, `${rolled.stdout}${rolled.stderr}`);
+    assert.match(rolled.stdout, new RegExp(`rolled back .*/opt/uplink to uplink ${escapeRegExp(VERSION)}; uplink ${escapeRegExp(VERSION)} is now .*/opt/uplink\\.prev`));
+    assert.deepEqual(tree(root), afterSecond);
 
     // An upgrade keeps a changed config and the spool; with systemctl (offline, --root) it enables the unit.
     await appendFile(join(root, 'etc/uplink/uplink.yaml'), '# changed by the operator\n');
@@ -181,7 +191,7 @@ describe('install.sh and uninstall.sh into a root directory', () => {
     assert.equal(removed.code, 0, `${removed.stdout}${removed.stderr}`);
     assert.match(removed.stdout, /kept .*\/etc\/uplink \(config\), .*\/var\/lib\/uplink \(the spool\), the user uplink and .*\/etc\/systemd\/system\/uplink\.service\.d/);
     const afterUninstall = tree(root);
-    for (const gone of ['opt/uplink', 'etc/systemd/system/uplink.service', 'etc/systemd/system/multi-user.target.wants/uplink.service', 'usr/local/bin/uplink',
+    for (const gone of ['opt/uplink', 'opt/uplink.prev', 'etc/systemd/system/uplink.service', 'etc/systemd/system/multi-user.target.wants/uplink.service', 'usr/local/bin/uplink',
       'etc/modules-load.d/uplink.conf']) {
       assert.ok(!afterUninstall.has(gone), `${gone} is removed`);
     }
@@ -211,7 +221,8 @@ describe('install.sh and uninstall.sh into a root directory', () => {
     const source = join(work, 'source');
     await mkdir(source);
     for (const entry of ['package.json', 'README.md', 'dist', 'schema', 'systemd', 'scripts', 'flows', 'node_modules']) {
-      const copied = await run('/bin/cp', ['-a', join(REPO, entry), source]);
+      // realpath: in a git worktree node_modules may be a link to a shared one.
+      const copied = await run('/bin/cp', ['-a', realpathSync(join(REPO, entry)), join(source, entry)]);
       assert.equal(copied.code, 0, copied.stderr);
     }
     const root = join(work, 'root');
@@ -265,7 +276,7 @@ describe('install.sh and uninstall.sh into a root directory', () => {
 echo "$*" >> "$NPM_LOG"
 case "$1" in
   ci|install)
-    cp -a "$REPO_DIR/node_modules" ./node_modules
+    cp -a "$(readlink -f "$REPO_DIR/node_modules")" ./node_modules
     [ -z "$BREAK_BINDING" ] || : > ${binding}
     exec "$REAL_NPM" prune --omit=dev --no-audit --no-fund --loglevel=error ;;
   rebuild)

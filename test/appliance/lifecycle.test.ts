@@ -75,7 +75,7 @@ describe('start and stop', () => {
     await starting; // resolves: a start cut short by stop() is no failure
     await stopping;
     assert.ok(!lines.some((l) => l.msg === 'gateway started'), 'no "gateway started"');
-    assert.deepEqual(lines.find((l) => l.msg === 'start interrupted by stop')?.before, 'rates');
+    assert.deepEqual(lines.find((l) => l.msg === 'start interrupted by stop')?.before, 'modbus', 'the component after serial');
     assert.ok(!lines.some((l) => l.msg === 'http endpoints listening'), 'HTTP was never opened');
     assert.equal(await listening(httpPort), false);
     assert.equal(await listening(mqttPort), false, 'MQTT, which had started, is closed again');

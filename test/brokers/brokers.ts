@@ -25,8 +25,13 @@ export interface BrokerUnderTest {
   /** The link credit the broker grants one sender, as rhea shows it. */
   readonly grantedCredit: number;
   readonly running: boolean;
-  /** Closes every client connection from the broker's side (a close frame, then the socket); RabbitMQ only. */
+  /**
+   * `rabbitmqctl close_all_connections`; RabbitMQ only. 4.0 closes the AMQP connection (a close
+   * frame, then the socket); 3.10's plugin only ends the session of each link (amqp:internal-error)
+   * and keeps the connection: `closeEnds` says which.
+   */
   closeConnections?(): Promise<void>;
+  readonly closeEnds?: 'connection' | 'session';
   /** The address of a queue, in this broker's own form; the queue exists afterwards. */
   queue(name: string): Promise<string>;
   /** Deletes a queue and its messages, where the broker lets a test do that (RabbitMQ). */
@@ -54,6 +59,7 @@ function rabbit(peer: RabbitMqPeer, pki: TestPki, v2: boolean): BrokerUnderTest 
     grantedCredit: v2 ? 170 : 65536,
     get running() { return peer.running; },
     closeConnections: async () => { await peer.ctl(['close_all_connections', 'closed by the test']); },
+    closeEnds: v2 ? 'connection' : 'session',
     deleteQueue: (name) => peer.deleteQueue(name),
     async queue(name) {
       // 4.x: /queues/Q needs the queue to exist; 3.10: /queue/Q declares it (durable terminus).

@@ -18,6 +18,37 @@ export interface HarnessOptions {
   maxAttempts?: number;
   /** Addresses sent presettled (at-most-once). */
   atMostOnce?: (address: string) => boolean;
+  /**
+   * The forwarder's waits after a release (base 100 ms, cap 400 ms, jitter from `random`), ended by
+   * hand through `waits`. Off by default: a released reading goes again at once.
+   */
+  holds?: { random?: () => number };
+}
+
+/** Waits the forwarder asked for (holds.ts), in order; each ends only when the test says so. */
+export class ManualWaits {
+  readonly asked: number[] = [];
+  readonly #queue: Array<{ run: () => void; cancelled: boolean }> = [];
+
+  readonly schedule = (run: () => void, ms: number): (() => void) => {
+    this.asked.push(ms);
+    const wait = { run, cancelled: false };
+    this.#queue.push(wait);
+    return () => { wait.cancelled = true; };
+  };
+
+  pending(): number {
+    return this.#queue.filter((w) => !w.cancelled).length;
+  }
+
+  /** Ends the oldest wait still pending; false when there is none. */
+  end(): boolean {
+    const next = this.#queue.findIndex((w) => !w.cancelled);
+    if (next < 0) return false;
+    const [wait] = this.#queue.splice(0, next + 1).slice(-1);
+    wait!.run();
+    return true;
+  }
 }
 
 export class Harness {
@@ -28,6 +59,7 @@ export class Harness {
   readonly upstream: ScriptedUpstream;
   readonly forwarder: Forwarder;
   readonly lines: Array<Record<string, unknown>>;
+  readonly waits = new ManualWaits();
   #stopped = false;
 
   constructor(options: HarnessOptions = {}) {
@@ -46,6 +78,8 @@ export class Harness {
     this.forwarder = new Forwarder({
       spool: this.spool, upstream: this.upstream, log: log.child({ component: 'forward' }),
       route: (address) => ({ delivery: atMostOnce(address) ? 'at-most-once' : 'at-least-once' }),
+      holdAfterRelease: options.holds === undefined ? { baseMs: 0, capMs: 0 }
+        : { baseMs: 100, capMs: 400, schedule: this.waits.schedule, ...(options.holds.random ? { random: options.holds.random } : {}) },
     });
   }
 
@@ -113,6 +147,7 @@ export class Harness {
     const deadline = performance.now() + 30_000;
     for (;;) {
       await this.quiet();
+      while (this.waits.end()) await this.quiet();
       this.settleAll({ kind: 'accepted' });
       await this.quiet();
       const depth = this.raw.stats().depth;

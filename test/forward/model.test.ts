@@ -2,7 +2,7 @@
  * Model-based test of the forwarder: random sequences (fast-check commands, shrunk on failure) of
  * appends, credit grants and drain requests, outcomes of every kind, disconnects (outcomes lost
  * before or after the state event, or held back and delivered late), reconnects, links closed
- * (lost or held back), and turns of the event loop, against the real SqliteSpool and the real
+ * (lost or held back), the end of an address's wait after a release, and turns of the event loop, against the real SqliteSpool and the real
  * Forwarder, with the scripted upstream. The reference model (reference.ts) checks every event as
  * it happens; each sequence ends by draining everything: every reading accepted or dead-lettered,
  * nothing lost, and stop() leaves no subscription behind.
@@ -86,11 +86,14 @@ const late = fc.record({ pick: fc.nat(), outcome: outcomeArb }).map(({ pick, out
     const orphans = h.upstream.orphans();
     if (orphans.length > 0) h.upstream.deliver(orphans[pick % orphans.length]!, o);
   }));
+/** The oldest wait of an address after a release ends (the forwarder's holds, ended by hand). */
+const endWait = fc.constant(command('endWait', (h) => { h.waits.end(); }));
 const tick = fc.constant(command('tick', () => new Promise<void>((resolve) => setImmediate(resolve))));
 const quiet = fc.constant(command('quiet', (h) => h.quiet()));
 
 /** fc.commands picks uniformly among its arbitraries: the common events are listed more than once. */
-const commands = [append, append, grant, grant, grant, outcome, outcome, outcome, outcomeThenDisconnect, disconnect, connect, connect, closeLink, late, tick, quiet];
+const commands = [append, append, grant, grant, grant, outcome, outcome, outcome, outcomeThenDisconnect, disconnect, connect, connect, closeLink, late,
+  endWait, tick, quiet];
 
 const seed = process.env.UPLINK_FORWARD_SEED === undefined ? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0 : Number(process.env.UPLINK_FORWARD_SEED);
 const path = process.env.UPLINK_FORWARD_PATH;
@@ -98,7 +101,7 @@ const runs = Number(process.env.UPLINK_FORWARD_RUNS ?? 400);
 
 test(`forwarder model: ${runs} random sequences against the reference (UPLINK_FORWARD_SEED=${seed})`, async () => {
   const property = fc.asyncProperty(fc.commands(commands, { maxCommands: 60, size: 'max' }), async (cmds) => {
-    const h = await Harness.start({ maxAttempts: MAX_ATTEMPTS, atMostOnce });
+    const h = await Harness.start({ maxAttempts: MAX_ATTEMPTS, atMostOnce, holds: {} });
     try {
       await fc.asyncModelRun(() => ({ model: {} as Model, real: h }), cmds);
       await h.drainAll();

@@ -26,6 +26,8 @@ export interface ScriptedReceiverOptions {
   holdOutcomes?: boolean;
   /** Links to these target addresses are refused: answered, then detached with this error. */
   refuse?: Record<string, { condition: string; description: string }>;
+  /** The max_message_size stated in the attach of every receiving link (none by default). */
+  maxMessageSize?: number;
 }
 
 export interface ReceivedTransfer {
@@ -53,6 +55,10 @@ export interface ScriptedReceiver {
   senders(): number;
   /** Advertises `window` from now on, in a flow for each session alone. */
   setWindow(window: number): void;
+  /** Closes every connection from this side with a close frame (with `error`, if given), as a broker that stops does. */
+  closeConnections(error?: { condition: string; description: string }): void;
+  /** Connections open now. */
+  connections(): number;
   /** Resolves once `check` holds (checked on every frame the peer handles); rejects after `timeoutMs`. */
   until(check: () => boolean, what: string, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -67,7 +73,8 @@ interface SessionBook {
 export async function startScriptedReceiver(options: ScriptedReceiverOptions): Promise<ScriptedReceiver> {
   // credit_window 0: rhea must not top the credit up by itself; the test grants it.
   const container: Container = rhea.create_container({ id: `scripted-receiver-${process.pid}`,
-    receiver_options: { credit_window: 0, autoaccept: options.holdOutcomes !== true } } as never);
+    receiver_options: { credit_window: 0, autoaccept: options.holdOutcomes !== true,
+      ...(options.maxMessageSize === undefined ? {} : { max_message_size: options.maxMessageSize }) } } as never);
   (container as unknown as { sasl_server_mechanisms: { enable_anonymous(): void } }).sasl_server_mechanisms.enable_anonymous();
   let window = options.sessionWindow;
   const opens: Array<Record<string, unknown>> = [];
@@ -156,6 +163,11 @@ export async function startScriptedReceiver(options: ScriptedReceiverOptions): P
   };
   container.on('receiver_close', detached);
   container.on('receiver_error', detached);
+  // A connection closed by either side with a close frame: rhea raises no 'disconnected' for it.
+  container.on('connection_close', (ctx: EventContext) => {
+    connections.delete(ctx.connection);
+    wake();
+  });
   container.on('disconnected', (ctx: EventContext) => {
     connections.delete(ctx.connection);
     for (const receiver of receivers) if (receiver.connection === ctx.connection) receivers.delete(receiver);
@@ -198,6 +210,10 @@ export async function startScriptedReceiver(options: ScriptedReceiverOptions): P
         for (const session of Object.values(internals.local_channel_map)) session._write_flow();
       }
     },
+    closeConnections(error) {
+      for (const connection of connections) connection.close(error);
+    },
+    connections: () => connections.size,
     until: (check, what, timeoutMs = 10_000) => new Promise<void>((resolve, reject) => {
       const attempt = (): void => {
         if (!check()) return;

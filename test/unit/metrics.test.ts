@@ -71,3 +71,25 @@ describe('metrics: bounded label sets', () => {
     assert.equal(values.has('_other'), false);
   });
 });
+
+describe('metrics: what the upstream does not take', () => {
+  test('released readings by address (bounded), addresses held back, addresses refused', async () => {
+    const registry = createMetrics({
+      ...source({ ingested: {}, forwarded: {} }),
+      released: () => ({ ...devices(3, 0, 2), '/exchanges/amq.direct/nobody': 47 }),
+      held: () => 1,
+      upstream: () => ({ connected: true, credit: 170, reconnects: 0, refusedAddresses: 2 }),
+    }, { maxLabelValues: 2 });
+    const released = await series(registry, 'uplink_upstream_released_total');
+    assert.deepEqual(Object.fromEntries(released), { '/queue/dev/0': 2, '/queue/dev/1': 2, _other: 49 });
+    const text = await registry.metrics();
+    assert.match(text, /^uplink_forward_held_addresses 1$/m);
+    assert.match(text, /^uplink_upstream_refused_addresses 2$/m);
+  });
+
+  test('a source without them shows zeros', async () => {
+    const text = await createMetrics(source({ ingested: {}, forwarded: {} })).metrics();
+    assert.match(text, /^uplink_forward_held_addresses 0$/m);
+    assert.match(text, /^uplink_upstream_refused_addresses 0$/m);
+  });
+});

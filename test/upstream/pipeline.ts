@@ -5,6 +5,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { systemClock } from '../../src/core/clock.js';
 import type { RoutedReading } from '../../src/core/envelope.js';
 import { newReadingId } from '../../src/core/ids.js';
 import { Forwarder } from '../../src/forward/forwarder.js';
@@ -67,9 +68,10 @@ export async function startPipeline(options: PipelineOptions): Promise<Pipeline>
   };
 }
 
+/** Readings as the router makes them: stamped with the step-free clock the spool expects (core/clock.ts). */
 export function readings(count: number, address: string, prefix: string, extra: Partial<RoutedReading> = {}): RoutedReading[] {
   return Array.from({ length: count }, (_, i) => ({
-    id: newReadingId(), topic: `sensor/${prefix}/${i}`, payload: Buffer.from(`${prefix}:${i}`), receivedAt: Date.now(),
+    id: newReadingId(), topic: `sensor/${prefix}/${i}`, payload: Buffer.from(`${prefix}:${i}`), receivedAt: systemClock.now(),
     address, priority: 4, ...extra,
   }));
 }

@@ -18,11 +18,12 @@ import { Backoff } from '../../core/backoff.js';
 import { GatewayError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { DownlinkSource, UpstreamReceiver, UpstreamReceiverOptions } from '../downlink.js';
-import type { Upstream, UpstreamLink, UpstreamReload, UpstreamState } from '../interface.js';
+import type { RefusedAddress, Upstream, UpstreamLink, UpstreamReload, UpstreamState } from '../interface.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
 import { abandon } from './abandon.js';
 import { guarded } from './guard.js';
 import { SenderLinks } from './links.js';
+import { Refusals } from './refusals.js';
 import { AmqpReceiverLink } from './receiver-link.js';
 import { AmqpSenderLink, type DeliveryMode } from './sender-link.js';
 import { readTlsFiles, sameMaterial, type TlsMaterial, type TlsPaths } from './tls-files.js';
@@ -45,7 +46,10 @@ export interface AmqpUpstreamOptions {
   backoff?: { baseMs: number; capMs: number; random?: () => number };
   /** A connection attempt that is not open after this long is abandoned. */
   connectTimeoutMs?: number;
-  /** Wait before attaching a link again after the broker closed it. */
+  /**
+   * Wait before attaching a link again after the broker refused or closed it; for a sender link
+   * the first wait, growing with each refusal up to the backoff's cap (refusals.ts).
+   */
   linkRetryMs?: number;
   /** rhea's idle_time_out: the broker must send something this often; silent for twice this, the connection is dead. */
   idleTimeoutMs?: number;
@@ -64,6 +68,7 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
   readonly #log: Logger;
   readonly #backoff: Backoff;
   readonly #links: SenderLinks;
+  readonly #refusals: Refusals;
   readonly #receivers = new Set<AmqpReceiverLink>();
   readonly #listeners = new Set<(state: UpstreamState) => void>();
   #container: Container | undefined;
@@ -89,6 +94,11 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     this.#options = options;
     this.#log = options.log;
     this.#backoff = new Backoff(options.backoff ?? { baseMs: 500, capMs: 30_000 });
+    const linkRetryMs = this.#linkRetryMs();
+    this.#refusals = new Refusals({
+      baseMs: linkRetryMs, capMs: Math.max(linkRetryMs, options.backoff?.capMs ?? 30_000), log: this.#log,
+      ...(options.backoff?.random ? { random: options.backoff.random } : {}),
+    });
     this.#links = new SenderLinks({
       maxLinks: options.maxLinks ?? UPSTREAM_DEFAULTS.maxLinks,
       idleTimeoutMs: options.linkIdleTimeoutMs ?? UPSTREAM_DEFAULTS.linkIdleTimeoutMs,
@@ -96,7 +106,12 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
       create: (address, mode, onChange) => {
         const link: AmqpSenderLink = new AmqpSenderLink({
           address, mode, gatewayId: options.gatewayId, log: this.#log, onChange,
-          onError: (error) => this.#attachLater(link, error, () => this.#links.placed(link)),
+          onError: (error) => this.#attachLater(link, error, () => this.#links.placed(link), this.#refusals.refused(address, error)),
+          onTaken: () => {
+            if (!this.#refusals.has(address)) return;
+            this.#refusals.attached(address);
+            this.#emit();
+          },
         });
         return link;
       },
@@ -166,7 +181,15 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
       url: redact(this.#options.urls[this.#urlIndex]!),
       reconnects: this.#reconnects,
       ...(this.#lastError === undefined ? {} : { lastError: this.#lastError }),
+      ...(this.#refusals.size === 0 ? {} : { refused: this.#refused() }),
     };
+  }
+
+  /** The refused addresses still asked for (a link holds a place or waits for one); the others are forgotten. */
+  #refused(): RefusedAddress[] {
+    const refused = this.#refusals.list();
+    for (const { address } of refused) if (!this.#links.knows(address)) this.#refusals.forget(address);
+    return refused.filter(({ address }) => this.#refusals.has(address));
   }
 
   onState(listener: (state: UpstreamState) => void): () => void {
@@ -271,6 +294,15 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     connection.on('connection_close', (ctx: EventContext) => {
       const error = ctx.connection.error;
       if (error !== undefined && failure === undefined) failure = translateAmqpError(error, `upstream ${redact(url.href)} closed the connection`);
+      // Our own close answered (stop, reload) leaves the connection closed on both sides; a close
+      // the broker started finds ours still open. rhea answers that close and ends the socket, but
+      // raises 'disconnected' only for a connection it had not closed itself (RabbitMQ 4 closes
+      // with amqp:internal-error when it stops or an operator closes the connection): without
+      // this, the gateway would stay "connected" to nothing for ever.
+      // (rhea raises connection_close also for a failure of its own, a refused SASL login: that
+      // one ends in 'disconnected' as usual. Only a close frame fills remote.close, an rhea internal.)
+      const remote = (connection as unknown as { remote?: { close?: unknown } }).remote;
+      if (remote?.close !== undefined && !connection.is_closed()) closedByBroker();
     });
     connection.on('error', (err: unknown) => {
       failure ??= translateAmqpError(err, `upstream ${redact(url.href)}`);
@@ -294,6 +326,11 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
       this.#setConnected(false);
       connection.removeAllListeners();
       connection.on('error', () => {});
+      // A socket that ends or fails later is no news either (rhea would print a warning for it).
+      connection.on('disconnected', () => {});
+      // RabbitMQ 4 answers our answer to its close with another close: rhea calls that a protocol
+      // error, which is no news once the connection is given up.
+      connection.on('protocol_error', () => {});
       if (this.#stopping) return;
       if (this.#reloading) {
         this.#reloading = false;
@@ -306,6 +343,13 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
         log.warn('upstream: connection closed; reconnecting');
       }
       this.#failed(error, log);
+    };
+    const closedByBroker = (): void => {
+      if (this.#connection !== connection) return;
+      lost(undefined);
+      // rhea writes its answering close on the next tick and then ends the socket; a broker that
+      // keeps its end open is dropped a while later (rhea's own timers are cleared then too).
+      setTimeout(() => abandon(connection), 2000).unref();
     };
     this.#lost = lost;
     connection.on('disconnected', (ctx: EventContext) => lost(ctx.error));
@@ -357,13 +401,18 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
    * A link the broker closed (sender or receiver): its error is recorded, and a while later it is
    * attached again, if it is still wanted, still detached, and the connection is still up.
    */
-  #attachLater(link: { readonly attached: boolean; attach(connection: Connection): void }, error: UpstreamError, wanted: () => boolean = () => true): void {
+  #attachLater(link: { readonly attached: boolean; attach(connection: Connection): void }, error: UpstreamError, wanted: () => boolean,
+    delayMs = this.#linkRetryMs()): void {
     this.#recordError(error);
     const timer = setTimeout(() => {
       this.#linkTimers.delete(timer);
       if (!this.#stopping && this.#connected && this.#connection !== undefined && wanted() && !link.attached) link.attach(this.#connection);
-    }, this.#options.linkRetryMs ?? 5000);
+    }, delayMs);
     this.#linkTimers.add(timer);
+  }
+
+  #linkRetryMs(): number {
+    return this.#options.linkRetryMs ?? 5000;
   }
 
   #recordError(error: UpstreamError): void {

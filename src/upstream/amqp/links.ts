@@ -15,8 +15,8 @@
  *   link whose caller has had its turn (it sent on the link, or called idle(), since the attach)
  *   is closed to make room, and the first waiter takes the place freed; its onCredit fires once
  *   it is attached and has credit. So links take turns, one batch each, and a link just attached
- *   is not closed before its caller could send. A link the broker refused (retried every
- *   linkRetryMs) gives its place up too: a refused address must not shut out the others. A waiter
+ *   is not closed before its caller could send. A link the broker refused (attached again
+ *   with backoff, refusals.ts) gives its place up too: a refused address must not shut out the others. A waiter
  *   for an address whose old link is still closing waits for that link to go: two links of one
  *   name may not be attached at once.
  * - Closed links are forgotten. The memory held is bounded by `maxLinks` and by the waiters, one
@@ -85,6 +85,11 @@ export class SenderLinks {
       this.#changed();
     }
     return link;
+  }
+
+  /** A link for `address` holds a place or waits for one. */
+  knows(address: string): boolean {
+    return this.#placed.has(address) || this.#waiting.has(address);
   }
 
   /** Still wanted: holds a place (a link refused by the broker is attached again only then). */

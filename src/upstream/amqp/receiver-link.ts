@@ -192,8 +192,9 @@ export class AmqpReceiverLink implements UpstreamReceiver {
     // Late events of an abandoned link or session must not reach the container as errors.
     for (const event of ['receiver_error', 'receiver_close'] as const) receiver.on(event, () => {});
     for (const event of ['session_error', 'session_close'] as const) session.on(event, () => {});
-    // Ended by the broker already, or the connection is gone: rhea cleans up by itself.
-    if (!session.is_open()) return;
+    // Ended by the broker already, or the connection is gone or closing (a detach or end after
+    // the broker's close is a protocol error): rhea cleans up by itself.
+    if (!session.is_open() || !session.connection.is_open()) return;
     // The link is detached first (also when the broker detached it: rhea would answer on the
     // next tick, after the end of the session, which is a protocol error).
     receiver.close();

@@ -18,13 +18,19 @@
  * than the window left, less what waits unwritten. A window that opens comes as a flow for the
  * session alone, on which rhea raises no event: the session's flow handler is wrapped to notify.
  *
+ * Size. A receiver may state in its attach the largest message it takes (max_message_size;
+ * RabbitMQ 4: 16 MiB by default). A larger message is never sent: it is reported `rejected` with
+ * amqp:link:message-size-exceeded, so the forwarder dead-letters it with that reason. (Sent, it
+ * would end the session, lose every delivery in flight, and come back for ever.) A message larger
+ * than the connection's max_frame_size is no problem: rhea splits it into several transfer frames.
+ *
  * Drain. A receiver may ask for its credit back (flow with drain=true): rhea raises
  * `sender_draining`, the forwarder sends what the spool has, and when it has nothing more it calls
  * idle(); only then, and only once every transfer handed to rhea is written, is the rest of the
  * credit given up (rhea's set_drained, which advances the delivery count in the next flow).
  */
 import { performance } from 'node:perf_hooks';
-import type { Connection, Delivery, EventContext, Sender, Session } from 'rhea';
+import rhea, { type Connection, type Delivery, type EventContext, type Sender, type Session } from 'rhea';
 import type { Logger } from '../../core/logger.js';
 import type { Outcome, UpstreamLink, UpstreamMessage } from '../interface.js';
 import { translateAmqpError, type UpstreamError } from './errors.js';
@@ -52,6 +58,12 @@ export interface SenderLinkOptions {
   onError: (error: UpstreamError) => void;
   /** Something changed that may make the link idle: an outcome came, credit or the window moved. */
   onChange?: () => void;
+  /**
+   * The broker took the link, once per attach: it settled a message sent on it, or the caller had
+   * nothing to send while the link had credit. (An attach answered is not enough: RabbitMQ 3.10
+   * answers one to a missing queue and ends the session at the first transfer.)
+   */
+  onTaken?: () => void;
 }
 
 export class AmqpSenderLink implements UpstreamLink {
@@ -61,6 +73,7 @@ export class AmqpSenderLink implements UpstreamLink {
   readonly #log: Logger;
   readonly #onError: (error: UpstreamError) => void;
   readonly #onChange: () => void;
+  readonly #onTaken: () => void;
   #sender: Sender | undefined;
   #session: Session | undefined;
   readonly #unsettled = new Map<Delivery, (outcome: Outcome) => void>();
@@ -71,6 +84,8 @@ export class AmqpSenderLink implements UpstreamLink {
   #served = false;
   /** The broker refused or closed the link, and it has not been attached since. */
   #refused = false;
+  /** onTaken was called since the last attach. */
+  #taken = false;
 
   constructor(options: SenderLinkOptions) {
     this.address = options.address;
@@ -79,6 +94,7 @@ export class AmqpSenderLink implements UpstreamLink {
     this.#log = options.log;
     this.#onError = options.onError;
     this.#onChange = options.onChange ?? (() => {});
+    this.#onTaken = options.onTaken ?? (() => {});
   }
 
   /** See UpstreamLink.closed. */
@@ -135,11 +151,13 @@ export class AmqpSenderLink implements UpstreamLink {
     this.#session = session;
     this.#lastUsed = performance.now();
     this.#served = false;
+    this.#taken = false;
     this.#watchSessionFlow(session);
     const wake = (): void => this.#notify();
     sender.on('sendable', wake);
     sender.on('sender_open', () => {
-      this.#refused = false;
+      // A broker that refuses the link answers the attach without a target, then detaches it.
+      if (!isNullTerminus((sender as unknown as { target?: unknown }).target)) this.#refused = false;
       wake();
     });
     sender.on('sender_flow', wake);
@@ -158,7 +176,8 @@ export class AmqpSenderLink implements UpstreamLink {
       if (this.#sender !== sender) return;
       const translated = translateAmqpError(error ?? { condition: 'amqp:link:detach-forced', description: fallback },
         `sender link to ${this.address}`);
-      this.#log.error({ address: this.address, condition: translated.condition, code: translated.code, err: translated.message },
+      // At debug: what the address waits for is logged once by the upstream (refusals.ts).
+      this.#log.debug({ address: this.address, condition: translated.condition, code: translated.code, err: translated.message },
         'upstream closed the sender link');
       this.#refused = true;
       this.detach();
@@ -231,7 +250,21 @@ export class AmqpSenderLink implements UpstreamLink {
     if (sender === undefined || this.credit() <= 0) {
       throw new Error(`uplink bug: send to ${this.address} without credit`);
     }
-    const delivery = sender.send(toAmqpMessage(message, this.#gatewayId) as never);
+    const encoded = rhea.message.encode(toAmqpMessage(message, this.#gatewayId) as never);
+    const limit = maxMessageSize(sender);
+    if (limit !== undefined && encoded.length > limit) {
+      // Never sent: a broker ends the link or its session for it (RabbitMQ 4:
+      // amqp:link:message-size-exceeded), taking every reading in flight with it, and the reading
+      // would be sent again for ever. Reported after send returns, as a broker's outcome would be.
+      const outcome: Outcome = { kind: 'rejected', condition: 'amqp:link:message-size-exceeded',
+        description: `${encoded.length} bytes encoded; the broker takes at most ${limit} (max_message_size of its attach)` };
+      this.#log.warn({ address: this.address, id: message.id, bytes: encoded.length, maxMessageSize: limit },
+        'upstream: a reading larger than the broker takes was not sent');
+      queueMicrotask(() => guarded(this.#log, { address: this.address, outcome: outcome.kind }, () => onOutcome(outcome)));
+      return;
+    }
+    // Format 0: the bytes are the encoded message (rhea would encode it again otherwise).
+    const delivery = sender.send(encoded as never, undefined, 0);
     this.#lastUsed = performance.now();
     this.#served = true;
     if (this.mode === 'at-most-once') guarded(this.#log, { address: this.address }, () => onOutcome({ kind: 'accepted' }));
@@ -244,6 +277,7 @@ export class AmqpSenderLink implements UpstreamLink {
     this.#served = true;
     // rhea internals: _draining (a drain was asked for) and Connection._register (schedules a write).
     const internals = sender as unknown as { _draining?: boolean; connection: { _register?: () => void } };
+    if (this.credit() > 0) this.#took();
     if (internals._draining !== true || this.#unwritten(sender) > 0) return;
     sender.set_drained(true);
     // set_drained only marks the flow as due; a drain that nothing else wakes must still be answered.
@@ -268,8 +302,9 @@ export class AmqpSenderLink implements UpstreamLink {
     // Late events of an abandoned link or session must not reach the container as errors.
     for (const event of ['sender_error', 'sender_close'] as const) sender.on(event, () => {});
     for (const event of ['session_error', 'session_close'] as const) session.on(event, () => {});
-    // Ended by the broker already, or the connection is gone: rhea cleans up by itself.
-    if (!session.is_open()) return;
+    // Ended by the broker already, or the connection is gone or closing (a detach or end after
+    // the broker's close is a protocol error): rhea cleans up by itself.
+    if (!session.is_open() || !session.connection.is_open()) return;
     // The link is detached first (also when the broker detached it: rhea would answer on the next
     // tick, after the end of the session, which is a protocol error).
     sender.close();
@@ -304,9 +339,16 @@ export class AmqpSenderLink implements UpstreamLink {
     if (report === undefined) return;
     this.#unsettled.delete(delivery);
     this.#lastUsed = performance.now();
+    this.#took();
     guarded(this.#log, { address: this.address, outcome: outcome.kind }, () => report(outcome));
     // A settled delivery frees room in rhea's session buffer: more may be sent now, flow or not.
     this.#notify();
+  }
+
+  #took(): void {
+    if (this.#taken) return;
+    this.#taken = true;
+    guarded(this.#log, { address: this.address }, this.#onTaken);
   }
 
   #notify(): void {
@@ -317,6 +359,22 @@ export class AmqpSenderLink implements UpstreamLink {
     }
     if (!this.#closed) this.#onChange();
   }
+}
+
+/** A terminus the broker answered as null (rhea decodes it as undefined, or as a described null). */
+function isNullTerminus(terminus: unknown): boolean {
+  if (terminus === undefined || terminus === null) return true;
+  const typed = terminus as { type?: unknown; value?: unknown };
+  return typed.type !== undefined && typed.value === null;
+}
+
+/**
+ * The largest message the receiver takes, from its attach (rhea's remote-attach alias); none when
+ * it states none (0 or absent) or one too large for a JavaScript number (rhea gives a Buffer then).
+ */
+function maxMessageSize(sender: Sender): number | undefined {
+  const stated = (sender as unknown as { max_message_size?: unknown }).max_message_size;
+  return typeof stated === 'number' && stated > 0 ? stated : undefined;
 }
 
 /** rhea internal: the outgoing side of the link's session (Session.outgoing). */
