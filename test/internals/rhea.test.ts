@@ -56,6 +56,17 @@ after(() => {
   listener?.close();
 });
 
+/** Another rhea server, on its own free port, with `options` for its container; stopped after the test. */
+async function otherServer(t: { after(fn: () => void): void }, options: Record<string, unknown>, setup: (container: Container) => void = () => {}): Promise<number> {
+  const container = rhea.create_container({ id: 'internals-other', ...options } as never);
+  container.on('disconnected', () => {});
+  setup(container);
+  const other = container.listen({ port: 0, host: '127.0.0.1' }) as unknown as Server;
+  await new Promise<void>((resolve) => other.once('listening', () => resolve()));
+  t.after(() => other.close());
+  return (other.address() as { port: number }).port;
+}
+
 /** A client connection and a sender to `address`, open, with the server's receiver for it. */
 async function senderTo(address: string): Promise<{ connection: Connection; sender: Sender; receiver: Receiver }> {
   const client = rhea.create_container({ id: `internals-client-${address}` });
@@ -214,6 +225,97 @@ describe('rhea internals', () => {
       for (const socket of sockets) socket.destroy();
       silent.close();
     }
+  });
+
+  test('remote attach aliases: Sender.target and Receiver.source (a described null when the peer answered without one), Sender.max_message_size', async (t) => {
+    const otherPort = await otherServer(t, { receiver_options: { credit_window: 0, max_message_size: 1000 } }, (container) => {
+      // Answers with a terminus only where the address says so, as a broker that refuses a link does not.
+      container.on('receiver_open', (ctx: EventContext) => {
+        const address = ctx.receiver!.target.address ?? '';
+        if (address.startsWith('echo')) (ctx.receiver as unknown as { set_target(fields: object): void }).set_target({ address });
+      });
+      container.on('sender_open', (ctx: EventContext) => {
+        const address = (ctx.sender!.source as { address?: string }).address ?? '';
+        if (address.startsWith('echo')) (ctx.sender as unknown as { set_source(fields: object): void }).set_source({ address });
+      });
+    });
+    const client = rhea.create_container({ id: 'internals-aliases' });
+    const connection = client.connect({ host: '127.0.0.1', port: otherPort, reconnect: false } as never);
+    connection.on('disconnected', () => {});
+    try {
+      await internal('rhea', 'Sender.target, Receiver.source, Sender.max_message_size (aliases of remote.attach)', 'src/upstream/amqp/sender-link.ts isNullTerminus(), maxMessageSize(); receiver-link.ts isNullTerminus()', async () => {
+        const opened = async (link: Sender | Receiver, event: string): Promise<Record<string, unknown>> => {
+          await within(new Promise<void>((resolve) => link.once(event as never, () => resolve())), event);
+          return link as unknown as Record<string, unknown>;
+        };
+        const isNull = (terminus: unknown): boolean => terminus === undefined || terminus === null
+          || ((terminus as { type?: unknown }).type !== undefined && (terminus as { value?: unknown }).value === null);
+        const echoed = await opened(connection.open_sender({ target: { address: 'echo-1' } }), 'sender_open');
+        assert.equal((echoed.target as { address?: string } | undefined)?.address, 'echo-1', 'Sender.target is not the target of the peer\'s attach');
+        assert.equal(echoed.max_message_size, 1000, 'Sender.max_message_size is not the one of the peer\'s attach');
+        const refused = await opened(connection.open_sender({ target: { address: 'none-1' } }), 'sender_open');
+        assert.ok(isNull(refused.target), `an attach answered without a target gives ${String(refused.target)}`);
+        const source = await opened(connection.open_receiver({ source: { address: 'echo-2' } }), 'receiver_open');
+        assert.equal((source.source as { address?: string } | undefined)?.address, 'echo-2', 'Receiver.source is not the source of the peer\'s attach');
+        const noSource = await opened(connection.open_receiver({ source: { address: 'none-2' } }), 'receiver_open');
+        assert.ok(isNull(noSource.source), `an attach answered without a source gives ${String(noSource.source)}`);
+      });
+    } finally {
+      connection.close();
+    }
+  });
+
+  test('a close frame from the peer: connection_close with remote.close set, while the connection is not closed on our side', async (t) => {
+    const otherPort = await otherServer(t, {}, (container) => {
+      container.on('connection_open', (ctx: EventContext) => ctx.connection.close({ condition: 'amqp:connection:forced', description: 'going away' }));
+    });
+    const client = rhea.create_container({ id: 'internals-closed' });
+    const connection = client.connect({ host: '127.0.0.1', port: otherPort, reconnect: false } as never);
+    connection.on('disconnected', () => {});
+    connection.on('connection_error', () => {});
+    await internal('rhea', 'Connection.remote.close and is_closed() at connection_close', 'src/upstream/amqp/amqp-upstream.ts #connect() (closedByBroker)', async () => {
+      const seen = await within(new Promise<{ remoteClose: unknown; closed: boolean }>((resolve) => connection.once('connection_close', () => resolve({
+        remoteClose: (connection as unknown as { remote?: { close?: unknown } }).remote?.close, closed: connection.is_closed(),
+      }))), 'connection_close');
+      assert.ok(seen.remoteClose !== undefined, 'remote.close is not set by the peer\'s close frame');
+      assert.equal(seen.closed, false, 'is_closed() is already true when connection_close is raised');
+    });
+    abandon(connection);
+  });
+
+  test('a refused SASL login: connection_close without remote.close, then disconnected', async (t) => {
+    const otherPort = await otherServer(t, {}, (container) => {
+      (container as unknown as { sasl_server_mechanisms: { enable_plain(check: () => boolean): void } }).sasl_server_mechanisms.enable_plain(() => false);
+    });
+    const client = rhea.create_container({ id: 'internals-sasl' });
+    const connection = client.connect({ host: '127.0.0.1', port: otherPort, reconnect: false, username: 'u', password: 'wrong' } as never);
+    connection.on('connection_error', () => {});
+    await internal('rhea', 'connection_close for a refused SASL login, remote.close unset', 'src/upstream/amqp/amqp-upstream.ts #connect() (only a close frame is the broker\'s close)', async () => {
+      const disconnected = new Promise<void>((resolve) => connection.once('disconnected', () => resolve()));
+      const remoteClose = await within(new Promise<unknown>((resolve) => connection.once('connection_close', () => resolve((connection as unknown as { remote?: { close?: unknown } }).remote?.close))), 'connection_close');
+      assert.equal(remoteClose, undefined, 'remote.close is set although the peer sent no close frame');
+      await within(disconnected, "'disconnected' after the refused login");
+    });
+  });
+
+  test('Connection.heartbeat_in and heartbeat_out: the idle timers, cleared by abandon() even from inside an input handler', async () => {
+    const client = rhea.create_container({ id: 'internals-heartbeat' });
+    const connection = client.connect({ host: '127.0.0.1', port, reconnect: false, idle_time_out: 60_000 } as never);
+    connection.on('disconnected', () => {});
+    await internal('rhea', 'Connection.heartbeat_in, Connection.heartbeat_out', 'src/upstream/amqp/abandon.ts', async () => {
+      const internals = connection as unknown as { heartbeat_in?: unknown; heartbeat_out?: unknown };
+      const timers = await within(new Promise<{ in: unknown }>((resolve) => connection.once('connection_open', () => {
+        const armed = { in: internals.heartbeat_in };
+        // abandon() inside rhea's input handler, as a broker's close answering a reload calls it.
+        abandon(connection);
+        resolve(armed);
+      })), 'connection_open');
+      assert.equal(typeof timers.in, 'object', 'heartbeat_in does not hold the idle timer while open');
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(internals.heartbeat_in, undefined, 'heartbeat_in is armed again after abandon()');
+      assert.equal(internals.heartbeat_out, undefined, 'heartbeat_out is armed again after abandon()');
+    });
   });
 
   test('enable_sasl_external: the connection option (missing from the typings) that makes rhea offer EXTERNAL', async () => {
