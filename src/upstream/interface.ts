@@ -40,7 +40,7 @@ export interface UpstreamMessage {
 export type Outcome =
   | { kind: 'accepted' }
   | { kind: 'released' }
-  | { kind: 'modified'; deliveryFailed: boolean; undeliverableHere: boolean }
+  | { kind: 'modified'; deliveryFailed: boolean }
   | { kind: 'rejected'; condition: string; description?: string }
   | { kind: 'lost' };
 

@@ -163,17 +163,17 @@ describe('forwarder: each outcome maps onto the spool as DESIGN.md says', () => 
   });
 
   test('modified without delivery-failed → release: no attempt counted', async () => {
-    const h = await one({ kind: 'modified', deliveryFailed: false, undeliverableHere: false });
+    const h = await one({ kind: 'modified', deliveryFailed: false });
     assert.deepEqual(h.sent(), ['a/1', 'a/1']);
     assert.equal(h.model.byPayload('a/1')!.attempts, 0);
     await finish(h);
   });
 
   test('modified with delivery-failed → an attempt counted (the model checks the leased count), dead-lettered at the cap', async () => {
-    const h = await one({ kind: 'modified', deliveryFailed: true, undeliverableHere: false }, { maxAttempts: 2 });
+    const h = await one({ kind: 'modified', deliveryFailed: true }, { maxAttempts: 2 });
     assert.deepEqual(h.sent(), ['a/1', 'a/1']);
     assert.equal(h.model.byPayload('a/1')!.attempts, 1);
-    h.upstream.deliver(h.upstream.open('a')[0]!, { kind: 'modified', deliveryFailed: true, undeliverableHere: false });
+    h.upstream.deliver(h.upstream.open('a')[0]!, { kind: 'modified', deliveryFailed: true });
     await h.quiet();
     const [dead] = h.raw.deadLetters.list();
     assert.equal(dead!.id, h.model.byPayload('a/1')!.id);
@@ -208,7 +208,7 @@ describe('forwarder: each outcome maps onto the spool as DESIGN.md says', () => 
 describe('forwarder: interleavings with disconnects', () => {
   const late: Outcome[] = [
     { kind: 'released' }, { kind: 'lost' }, { kind: 'accepted' }, { kind: 'rejected', condition: 'amqp:internal-error' },
-    { kind: 'modified', deliveryFailed: true, undeliverableHere: false },
+    { kind: 'modified', deliveryFailed: true },
   ];
   for (const outcome of late) {
     test(`a late ${outcome.kind} from the old connection does not settle the reading leased again on the new one`, async () => {
@@ -278,7 +278,7 @@ describe('forwarder: interleavings with disconnects', () => {
     h.upstream.grant('a', 5);
     await h.quiet();
     const open = h.upstream.open('a');
-    h.upstream.deliver(open[2]!, { kind: 'modified', deliveryFailed: true, undeliverableHere: false });
+    h.upstream.deliver(open[2]!, { kind: 'modified', deliveryFailed: true });
     h.upstream.disconnect('lost');
     h.upstream.connect();
     h.upstream.grant('a', 10);

@@ -88,7 +88,7 @@ describe('forwarder: an address waits after a release', () => {
     await h.quiet();
     assert.deepEqual(h.sent('a'), ['a/1', 'a/1'], 'lost: sent again at once');
     assert.equal(waits.pending(), 0);
-    h.upstream.deliver(h.upstream.open('a')[0]!, { kind: 'modified', deliveryFailed: false, undeliverableHere: false });
+    h.upstream.deliver(h.upstream.open('a')[0]!, { kind: 'modified', deliveryFailed: false });
     await h.quiet();
     h.upstream.grant('a', 1);
     await h.quiet();

@@ -46,7 +46,7 @@ const outcomeArb: fc.Arbitrary<Outcome> = fc.oneof(
   { weight: 4, arbitrary: fc.constant<Outcome>({ kind: 'accepted' }) },
   { weight: 2, arbitrary: fc.constant<Outcome>({ kind: 'released' }) },
   { weight: 1, arbitrary: fc.constant<Outcome>({ kind: 'lost' }) },
-  { weight: 2, arbitrary: fc.boolean().map<Outcome>((deliveryFailed) => ({ kind: 'modified', deliveryFailed, undeliverableHere: false })) },
+  { weight: 2, arbitrary: fc.boolean().map<Outcome>((deliveryFailed) => ({ kind: 'modified', deliveryFailed })) },
   { weight: 1, arbitrary: fc.constant<Outcome>({ kind: 'rejected', condition: 'amqp:precondition-failed' }) },
 );
 const address = fc.constantFrom(...ADDRESSES);

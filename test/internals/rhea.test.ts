@@ -207,13 +207,13 @@ describe('rhea internals', () => {
     const connection = client.connect({ host: '127.0.0.1', port: (silent.address() as { port: number }).port, reconnect: false, idle_time_out: 200 } as never);
     connection.on('disconnected', () => {});
     try {
-      await internal('rhea', 'Connection.idle()', 'src/upstream/amqp/amqp-upstream.ts #connect() (a silent connection)', async () => {
+      await internal('rhea', 'Connection.idle()', 'src/upstream/amqp/connection-watch.ts watchConnection() (a silent connection)', async () => {
         const internals = connection as unknown as { idle: () => void };
         assert.equal(typeof internals.idle, 'function', 'Connection.idle is missing');
         let called!: () => void;
         const idled = new Promise<void>((resolve) => { called = resolve; });
         const idle = internals.idle.bind(connection);
-        // Patched right after connect(), as amqp-upstream.ts does: rhea must look it up when its timer fires.
+        // Patched right after connect(), as connection-watch.ts does: rhea must look it up when its timer fires.
         internals.idle = () => {
           called();
           idle();
@@ -273,7 +273,7 @@ describe('rhea internals', () => {
     const connection = client.connect({ host: '127.0.0.1', port: otherPort, reconnect: false } as never);
     connection.on('disconnected', () => {});
     connection.on('connection_error', () => {});
-    await internal('rhea', 'Connection.remote.close and is_closed() at connection_close', 'src/upstream/amqp/amqp-upstream.ts #connect() (closedByBroker)', async () => {
+    await internal('rhea', 'Connection.remote.close and is_closed() at connection_close', 'src/upstream/amqp/connection-watch.ts watchConnection() (closedByBroker)', async () => {
       const seen = await within(new Promise<{ remoteClose: unknown; closed: boolean }>((resolve) => connection.once('connection_close', () => resolve({
         remoteClose: (connection as unknown as { remote?: { close?: unknown } }).remote?.close, closed: connection.is_closed(),
       }))), 'connection_close');
@@ -290,7 +290,7 @@ describe('rhea internals', () => {
     const client = rhea.create_container({ id: 'internals-sasl' });
     const connection = client.connect({ host: '127.0.0.1', port: otherPort, reconnect: false, username: 'u', password: 'wrong' } as never);
     connection.on('connection_error', () => {});
-    await internal('rhea', 'connection_close for a refused SASL login, remote.close unset', 'src/upstream/amqp/amqp-upstream.ts #connect() (only a close frame is the broker\'s close)', async () => {
+    await internal('rhea', 'connection_close for a refused SASL login, remote.close unset', 'src/upstream/amqp/connection-watch.ts watchConnection() (only a close frame is the broker\'s close)', async () => {
       const disconnected = new Promise<void>((resolve) => connection.once('disconnected', () => resolve()));
       const remoteClose = await within(new Promise<unknown>((resolve) => connection.once('connection_close', () => resolve((connection as unknown as { remote?: { close?: unknown } }).remote?.close))), 'connection_close');
       assert.equal(remoteClose, undefined, 'remote.close is set although the peer sent no close frame');
@@ -319,7 +319,7 @@ describe('rhea internals', () => {
   });
 
   test('enable_sasl_external: the connection option (missing from the typings) that makes rhea offer EXTERNAL', async () => {
-    await internal('rhea', "the option 'enable_sasl_external'", 'src/upstream/amqp/amqp-upstream.ts #connectionOptions()', () => {
+    await internal('rhea', "the option 'enable_sasl_external'", 'src/upstream/amqp/connection-options.ts connectionOptions()', () => {
       const source = librarySource('rhea', 'lib/connection.js');
       assert.ok(source.includes("get_option('enable_sasl_external'"), "lib/connection.js no longer reads 'enable_sasl_external'");
     });

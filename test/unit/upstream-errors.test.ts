@@ -36,22 +36,25 @@ describe('backoff with full jitter', () => {
 });
 
 describe('upstream error translation', () => {
-  const cases: Array<[unknown, string, boolean, boolean]> = [
-    [{ condition: 'amqp:unauthorized-access', description: 'Failed to authenticate' }, 'UPSTREAM_AUTH', true, true],
-    [{ condition: 'amqp:not-found', description: 'no queue' }, 'UPSTREAM_REJECTED', false, false],
-    [{ condition: 'amqp:resource-limit-exceeded' }, 'UPSTREAM_CONNECTION', true, false],
-    [{ condition: 'vendor:something-new' }, 'UPSTREAM_CONNECTION', true, false],
-    [Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5671'), { code: 'ECONNREFUSED' }), 'UPSTREAM_CONNECTION', true, false],
-    [Object.assign(new Error('unable to verify the first certificate'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }), 'UPSTREAM_TLS', true, true],
-    [Object.assign(new Error("Hostname/IP does not match certificate's altnames"), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' }), 'UPSTREAM_TLS', true, true],
-    [new Error('140:error:tlsv1 alert unknown ca'), 'UPSTREAM_TLS', true, true],
+  // retryable: what the retry policy decides by (core/retry.ts); false means "someone must change
+  // something first" (credentials, a certificate), tried again only at the capped interval.
+  const cases: Array<[unknown, string, boolean]> = [
+    [{ condition: 'amqp:unauthorized-access', description: 'Failed to authenticate' }, 'UPSTREAM_AUTH', false],
+    // A queue missing at attach may be declared later by its consumer.
+    [{ condition: 'amqp:not-found', description: 'no queue' }, 'UPSTREAM_REJECTED', true],
+    [{ condition: 'amqp:not-allowed', description: 'access refused' }, 'UPSTREAM_REJECTED', false],
+    [{ condition: 'amqp:resource-limit-exceeded' }, 'UPSTREAM_CONNECTION', true],
+    [{ condition: 'vendor:something-new' }, 'UPSTREAM_CONNECTION', true],
+    [Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5671'), { code: 'ECONNREFUSED' }), 'UPSTREAM_CONNECTION', true],
+    [Object.assign(new Error('unable to verify the first certificate'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }), 'UPSTREAM_TLS', false],
+    [Object.assign(new Error("Hostname/IP does not match certificate's altnames"), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' }), 'UPSTREAM_TLS', false],
+    [new Error('140:error:tlsv1 alert unknown ca'), 'UPSTREAM_TLS', false],
   ];
-  for (const [input, code, retryable, slow] of cases) {
+  for (const [input, code, retryable] of cases) {
     test(`${JSON.stringify((input as { condition?: string }).condition ?? (input as Error).message)} → ${code}`, () => {
       const err = translateAmqpError(input, 'connecting');
       assert.equal(err.code, code);
       assert.equal(err.retryable, retryable);
-      assert.equal(err.slow, slow);
       assert.match(err.message, /^connecting: /);
     });
   }

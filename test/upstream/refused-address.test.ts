@@ -50,4 +50,19 @@ describe('an address the receiver refuses', () => {
     assert.deepEqual(peer.transfers().filter((t) => t.address === '/queue/missing').map((t) => t.messageId), missing.map((r) => r.id));
     assert.ok(pipe.lines.some((l) => l.address === '/queue/missing' && l.msg === 'upstream took the link to an address it refused: its readings flow again'));
   });
+  test('a refusal that needs a person (amqp:not-allowed) waits the capped interval from the first, the others flow', async () => {
+    const refuse = { '/queue/forbidden': { condition: 'amqp:not-allowed', description: 'access to queue forbidden refused' } };
+    const peer = await startScriptedReceiver({ linkCredit: 100, sessionWindow: 1000, refuse });
+    peers.push(peer);
+    // random 1: the capped wait is the cap itself; a retryable refusal would wait 200, 300, 500 first.
+    const pipe = await startPipeline({ url: peer.url, upstream: { linkRetryMs: 100, backoff: { baseMs: 100, capMs: 800, random: () => 1 } } });
+    pipes.push(pipe);
+    await pipe.spool.append([...readings(3, '/queue/forbidden', 'f'), ...readings(20, '/queue/open', 'o')]);
+    await until(() => pipe.forwarder.stats().outcomes.accepted === 20, 'the other address to drain');
+    await until(() => (pipe.upstream.state().refused?.[0]?.attempts ?? 0) >= 3, 'three refused attaches');
+    const waits = pipe.lines.filter((l) => l.address === '/queue/forbidden' && /^upstream refused the link/.test(String(l.msg))).slice(0, 3).map((l) => l.retryInMs);
+    assert.deepEqual(waits, [800, 800, 800], 'the cap from the first refusal');
+    assert.equal(pipe.upstream.state().refused?.[0]?.condition, 'amqp:not-allowed');
+    assert.equal(pipe.spool.stats().depth, 3, 'its readings wait in the spool');
+  });
 });

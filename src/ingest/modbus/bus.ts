@@ -19,10 +19,10 @@
  * with backoff; while it is down every device is offline. Nothing here throws after start().
  */
 import { performance } from 'node:perf_hooks';
-import { Backoff } from '../../core/backoff.js';
+import { isGatewayError, messageOf } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { RateLimitedLog } from '../../core/rate-limited-log.js';
-import { messageOf } from '../../core/errors.js';
+import { RetryPolicy } from '../../core/retry.js';
 import { decodePoint } from './codec.js';
 import type { ModbusBusConfig, ModbusDeviceConfig, ModbusPointConfig } from './config.js';
 import { quantityOf } from './config.js';
@@ -88,7 +88,7 @@ export class ModbusBus {
   readonly #now: () => number;
   readonly #gapMs: number;
   readonly #schedule: Schedule;
-  readonly #reopenBackoff: Backoff;
+  readonly #reopenRetry: RetryPolicy;
   readonly #writes: WriteJob[] = [];
   #running: Promise<void> | undefined;
   #stopped = false;
@@ -113,7 +113,7 @@ export class ModbusBus {
     this.#now = options.monotonic ?? (() => performance.now());
     const random = options.random ?? Math.random;
     const reopen = options.reopen ?? { baseMs: 500, capMs: 10_000 };
-    this.#reopenBackoff = new Backoff({ ...reopen, random, jitter: 'upper-half' });
+    this.#reopenRetry = new RetryPolicy({ ...reopen, random, jitter: 'upper-half' });
     this.#gapMs = options.config.interFrameDelay ?? defaultInterFrameDelay(options.config);
     this.#schedule = new Schedule(options.config, random);
     this.#stopping = new Promise((resolve) => { this.#resolveStopping = resolve; });
@@ -227,8 +227,9 @@ export class ModbusBus {
       await this.#connection.open();
     } catch (err) {
       const why = messageOf(err);
-      const delay = this.#reopenBackoff.next();
-      const attempt = this.#reopenBackoff.attempts;
+      // A ModbusFault `io` (connection.ts): retryable, the port or host may come back.
+      const delay = this.#reopenRetry.next(isGatewayError(err) ? err : { retryable: true });
+      const attempt = this.#reopenRetry.attempts;
       const fields = { reason: why, retryInMs: delay, attempt };
       if (attempt === 1) this.#log.warn(fields, 'modbus bus unavailable; reopening with backoff');
       else this.#log.debug(fields, 'modbus bus still unavailable');
@@ -239,7 +240,7 @@ export class ModbusBus {
       return;
     }
     this.opens += 1;
-    this.#reopenBackoff.reset();
+    this.#reopenRetry.reset();
     this.#busDown = undefined;
     this.#schedule.reopened(this.#now());
     const where = this.#config.rtu !== undefined ? { path: this.#config.rtu.path, baudRate: this.#config.rtu.baudRate }

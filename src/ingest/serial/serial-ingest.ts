@@ -26,11 +26,11 @@
 import { BoundedCounts } from '../../core/bounded-counts.js';
 import { realpath } from 'node:fs/promises';
 import type { SerialPort } from 'serialport';
-import { Backoff } from '../../core/backoff.js';
 import type { RoutedReading } from '../../core/envelope.js';
 import { GatewayError, messageOf } from '../../core/errors.js';
 import { newReadingId } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
+import { RetryPolicy } from '../../core/retry.js';
 import type { Router } from '../../route/router.js';
 import type { Spool } from '../../spool/interface.js';
 import { appendInOrder, MAX_BATCH } from '../append-in-order.js';
@@ -87,7 +87,7 @@ class PortReader {
   readonly #shared: Shared;
   readonly #log: Logger;
   readonly #framer: Framer;
-  readonly #backoff: Backoff;
+  readonly #reopenRetry: RetryPolicy;
   readonly #abort = new AbortController();
   #port: SerialPort | undefined;
   #realPath: string | undefined;
@@ -110,7 +110,8 @@ class PortReader {
     this.config = config;
     this.#shared = shared;
     this.#log = shared.log.child({ port: config.name, path: config.path });
-    this.#backoff = new Backoff(shared.reopen);
+    // Never sooner than 50 ms: a port that fails at once must not become a loop of opens.
+    this.#reopenRetry = new RetryPolicy({ ...shared.reopen, floorMs: 50 });
     this.#framer = createFramer(config.framing, config.maxFrame, {
       onFrame: (frame) => this.#onFrame(frame),
       onTooLong: (bytes) => this.#reject('too_long', { bytes, maxFrame: config.maxFrame }, 'serial frame dropped: longer than maxFrame'),
@@ -153,7 +154,7 @@ class PortReader {
     }
     this.#port = port;
     this.opens += 1;
-    this.#backoff.reset();
+    this.#reopenRetry.reset();
     this.#framer.reset();
     port.on('close', () => this.#gone(port, 'closed'));
     port.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -231,9 +232,11 @@ class PortReader {
 
   #scheduleReopen(why: string): void {
     if (this.#stopped) return;
-    const delay = Math.max(50, this.#backoff.next());
-    const fields = { reason: why, retryInMs: delay, attempt: this.#backoff.attempts };
-    if (this.#backoff.attempts === 1) this.#log.warn(fields, 'serial port unavailable; reopening with backoff');
+    // Every reason a port fails (unplugged, renumbered, a permission udev has not applied yet) may
+    // pass by itself: retryable, for the one retry policy.
+    const delay = this.#reopenRetry.next({ retryable: true });
+    const fields = { reason: why, retryInMs: delay, attempt: this.#reopenRetry.attempts };
+    if (this.#reopenRetry.attempts === 1) this.#log.warn(fields, 'serial port unavailable; reopening with backoff');
     else this.#log.debug(fields, 'serial port still unavailable');
     this.#reopenTimer = setTimeout(() => void this.openOnce(), delay);
     this.#reopenTimer.unref();

@@ -1,14 +1,15 @@
 /**
  * Errors from rhea, TLS and the socket enter our code here, and only here, as GatewayErrors.
- * The AMQP conditions are mapped through one table; `slow` marks failures that a retry will not
- * fix soon (credentials, certificates): the connection retries them at the capped interval.
+ * The AMQP conditions are mapped through one table. `retryable` is what the retry policy
+ * (core/retry.ts) decides by: false where someone must change something first (credentials, a
+ * certificate, a permission), and those are tried again only at the capped interval.
  */
 import { GatewayError, type ErrorCode } from '../../core/errors.js';
 
 interface Mapping { code: ErrorCode; retryable: boolean }
 
 const CONDITIONS: Record<string, Mapping> = {
-  'amqp:unauthorized-access': { code: 'UPSTREAM_AUTH', retryable: true },
+  'amqp:unauthorized-access': { code: 'UPSTREAM_AUTH', retryable: false },
   'amqp:connection:forced': { code: 'UPSTREAM_CONNECTION', retryable: true },
   'amqp:connection:framing-error': { code: 'UPSTREAM_CONNECTION', retryable: true },
   'amqp:connection:redirect': { code: 'UPSTREAM_CONNECTION', retryable: true },
@@ -17,7 +18,9 @@ const CONDITIONS: Record<string, Mapping> = {
   'amqp:link:detach-forced': { code: 'UPSTREAM_CONNECTION', retryable: true },
   'amqp:link:stolen': { code: 'UPSTREAM_CONNECTION', retryable: true },
   'amqp:session:window-violation': { code: 'UPSTREAM_CONNECTION', retryable: true },
-  'amqp:not-found': { code: 'UPSTREAM_REJECTED', retryable: false },
+  // A queue or exchange missing at attach: it is often declared later by its consumer, and the
+  // same attach then succeeds with no change on our side.
+  'amqp:not-found': { code: 'UPSTREAM_REJECTED', retryable: true },
   'amqp:not-allowed': { code: 'UPSTREAM_REJECTED', retryable: false },
   'amqp:not-implemented': { code: 'UPSTREAM_REJECTED', retryable: false },
   'amqp:precondition-failed': { code: 'UPSTREAM_REJECTED', retryable: false },
@@ -35,14 +38,11 @@ const TLS_ALERT = /alert|certificate|handshake|wrong version number/i;
 /** An upstream error, with the AMQP condition when there is one. */
 export class UpstreamError extends GatewayError {
   readonly condition: string | undefined;
-  /** Retry at the capped interval: credentials or certificates must change first. */
-  readonly slow: boolean;
 
   constructor(code: ErrorCode, message: string, options: { retryable: boolean; condition?: string; cause?: unknown }) {
     super(code, message, options);
     this.name = 'UpstreamError';
     this.condition = options.condition;
-    this.slow = code === 'UPSTREAM_AUTH' || code === 'UPSTREAM_TLS';
   }
 }
 
@@ -64,7 +64,7 @@ export function translateAmqpError(err: unknown, doing: string): UpstreamError {
     // Certificates are checked against this machine's clock: a Pi without a real-time clock that
     // booted in 1970 sees every certificate as not yet valid until NTP sets the time.
     const clock = CLOCK_CODES.has(code) ? ` (is this machine's clock right? ${new Date().toISOString()})` : '';
-    return new UpstreamError('UPSTREAM_TLS', `${doing}: TLS failed: ${code === '' ? '' : `${code} `}${message}${clock}`, { retryable: true, cause: err });
+    return new UpstreamError('UPSTREAM_TLS', `${doing}: TLS failed: ${code === '' ? '' : `${code} `}${message}${clock}`, { retryable: false, cause: err });
   }
   return new UpstreamError('UPSTREAM_CONNECTION', `${doing}: ${message}`, { retryable: true, cause: err });
 }

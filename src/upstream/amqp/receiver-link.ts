@@ -15,7 +15,7 @@
  * Sessions. RabbitMQ 3.10 refuses an attach (an unknown queue or exchange, a bad address) by
  * ending the session, not the link; other brokers detach the link and keep the session. Either
  * way the link is given up, the error kept in `lastError`, and its session ended, so that
- * attaching again (AmqpUpstream retries every linkRetryMs) never leaves a session behind.
+ * attaching again (AmqpUpstream retries with growing waits from linkRetryMs) never leaves a session behind.
  *
  * Settling. rhea merges the dispositions written in one tick into ranges, and it merges the first
  * two whatever their outcomes (FACTS.md): an accept followed by a reject in the same tick would
@@ -51,6 +51,7 @@ export class AmqpReceiverLink implements UpstreamReceiver {
   readonly #onChange: () => void;
   readonly #log: Logger;
   readonly #onError: (error: UpstreamError) => void;
+  readonly #onAttached: () => void;
   readonly #onClose: () => void;
   /** Link names must be unique per connection; two nodes may read the same address. */
   readonly #name = `uplink:in:${++linkCounter}`;
@@ -68,7 +69,7 @@ export class AmqpReceiverLink implements UpstreamReceiver {
   #draining: NodeJS.Immediate | undefined;
   readonly #flushed: Array<() => void> = [];
 
-  constructor(options: UpstreamReceiverOptions & { log: Logger; onError: (error: UpstreamError) => void; onClose: () => void }) {
+  constructor(options: UpstreamReceiverOptions & { log: Logger; onError: (error: UpstreamError) => void; onAttached?: () => void; onClose: () => void }) {
     if (!Number.isInteger(options.credit) || options.credit < 1) throw new RangeError(`receiver credit must be a whole number from 1, not ${options.credit}`);
     this.address = options.address;
     this.#credit = options.credit;
@@ -78,6 +79,7 @@ export class AmqpReceiverLink implements UpstreamReceiver {
     this.#onChange = onChange === undefined ? () => {} : () => guarded(options.log, { address: options.address }, onChange);
     this.#log = options.log;
     this.#onError = options.onError;
+    this.#onAttached = options.onAttached ?? (() => {});
     this.#onClose = options.onClose;
   }
 
@@ -131,6 +133,7 @@ export class AmqpReceiverLink implements UpstreamReceiver {
       if (this.#link !== link || isNullTerminus((receiver as { source?: unknown }).source)) return;
       this.#attached = true;
       this.#lastError = undefined;
+      this.#onAttached();
       this.#onChange();
     });
     receiver.on('message', (ctx: EventContext) => {

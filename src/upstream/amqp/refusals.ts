@@ -5,13 +5,16 @@
  * other addresses of the connection keep flowing; the readings of a refused one wait in the spool
  * while its link is attached again and again, until the broker takes it (the queue was declared).
  *
- * The waits between attaches are here and only here: the first after `baseMs`, then growing
- * exponentially (with jitter, so that many refused addresses do not retry in step) up to `capMs`;
- * back to the first once the link is attached. A refused address is logged once at error level
+ * The waits between attaches are decided here, per address, by the one retry policy
+ * (core/retry.ts) from the broker's reason: a queue missing (amqp:not-found) or deleted
+ * (amqp:resource-deleted) may appear, and the waits grow exponentially (with jitter, so that many
+ * refused addresses do not retry in step) from the policy's floor up to its cap; a refusal that
+ * needs a person (amqp:not-allowed, amqp:unauthorized-access) waits the cap. Back to the first
+ * wait once the link is attached. A refused address is logged once at error level
  * (again only if the broker's reason changes; the retries at debug), and once when it recovers.
  */
-import { Backoff } from '../../core/backoff.js';
 import type { Logger } from '../../core/logger.js';
+import { RetryPolicy, type RetryPolicyOptions } from '../../core/retry.js';
 import type { RefusedAddress } from '../interface.js';
 import type { UpstreamError } from './errors.js';
 
@@ -19,14 +22,11 @@ interface Refusal {
   error: UpstreamError;
   since: number;
   attempts: number;
-  backoff: Backoff;
+  retry: RetryPolicy;
 }
 
-export interface RefusalsOptions {
-  baseMs: number;
-  capMs: number;
+export interface RefusalsOptions extends RetryPolicyOptions {
   log: Logger;
-  random?: () => number;
 }
 
 export class Refusals {
@@ -39,17 +39,16 @@ export class Refusals {
 
   /** The broker refused or closed the link to `address`: logs it, and returns how long to wait before attaching again. */
   refused(address: string, error: UpstreamError): number {
-    const { baseMs, capMs, log } = this.#options;
+    const { log, ...policy } = this.#options;
     let refusal = this.#refused.get(address);
     const news = refusal === undefined || refusal.error.condition !== error.condition;
     if (refusal === undefined) {
-      refusal = { error, since: Date.now(), attempts: 0, backoff: new Backoff({ baseMs, capMs, ...(this.#options.random ? { random: this.#options.random } : {}) }) };
+      refusal = { error, since: Date.now(), attempts: 0, retry: new RetryPolicy(policy) };
       this.#refused.set(address, refusal);
     }
     refusal.error = error;
     refusal.attempts += 1;
-    // At least baseMs: a refusal answered at once must not turn into a loop of attaches.
-    const delay = Math.min(capMs, baseMs + refusal.backoff.next());
+    const delay = refusal.retry.next(error);
     const fields = { address, condition: error.condition, code: error.code, err: error.message, attempts: refusal.attempts, retryInMs: delay };
     if (news) log.error(fields, 'upstream refused the link to an address: its readings wait in the spool; attaching again with backoff');
     else log.debug(fields, 'upstream refused the link again');

@@ -165,8 +165,10 @@ export class AmqpSenderLink implements UpstreamLink {
     sender.on('accepted', (ctx: EventContext) => this.#settle(ctx, { kind: 'accepted' }));
     sender.on('released', (ctx: EventContext) => this.#settle(ctx, { kind: 'released' }));
     sender.on('modified', (ctx: EventContext) => {
-      const state = (ctx.delivery?.remote_state ?? {}) as { delivery_failed?: boolean; undeliverable_here?: boolean };
-      this.#settle(ctx, { kind: 'modified', deliveryFailed: state.delivery_failed === true, undeliverableHere: state.undeliverable_here === true });
+      // undeliverable_here ("not to this link again") is not passed on: an address has one link,
+      // and the reading can go nowhere else; the forwarder's holds keep it from spinning.
+      const state = (ctx.delivery?.remote_state ?? {}) as { delivery_failed?: boolean };
+      this.#settle(ctx, { kind: 'modified', deliveryFailed: state.delivery_failed === true });
     });
     sender.on('rejected', (ctx: EventContext) => {
       const error = ((ctx.delivery?.remote_state ?? {}) as { error?: { condition?: string; description?: string } }).error;

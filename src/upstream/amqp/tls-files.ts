@@ -3,8 +3,9 @@
  * Called before every connection attempt, so a rotated certificate takes effect on the next
  * reconnect. Errors name the files, never their contents.
  *
- * Error rules: every failure is an UPSTREAM_TLS UpstreamError, retryable (a file fixed on disk is
- * picked up by the next attempt). A key that does not parse, a wrong passphrase or a key that does
+ * Error rules: every failure is an UPSTREAM_TLS UpstreamError, not retryable (someone must fix the
+ * file); the connection still tries again at the capped interval, and a file fixed on disk is
+ * picked up by the next attempt. A key that does not parse, a wrong passphrase or a key that does
  * not belong to the certificate is found here, before rhea sees the material: TLS would throw it
  * from inside the connection attempt, out of reach of the error handling.
  */
@@ -37,14 +38,14 @@ export function readTlsFiles(paths: TlsPaths | undefined): TlsMaterial {
       material[name] = readFileSync(path);
     } catch (err) {
       throw new UpstreamError('UPSTREAM_TLS', `cannot read upstream.tls.${name} ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
-        { retryable: true, cause: err });
+        { retryable: false, cause: err });
     }
   }
   const problem = tlsMaterialProblem({ ...material, passphrase: paths?.passphrase });
   if (problem !== undefined) {
     const named = FILES.filter((name) => paths?.[name] !== undefined).map((name) => `upstream.tls.${name} ${paths![name]}`).join(', ');
     throw new UpstreamError('UPSTREAM_TLS', `the upstream TLS files cannot be used (${PROBLEM_WORDS[problem.kind] ?? problem.reason}); check ${named}`,
-      { retryable: true });
+      { retryable: false });
   }
   return material;
 }
