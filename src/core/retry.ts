@@ -8,7 +8,8 @@
  *   backoff with jitter, `floorMs` plus a random part of min(capMs, baseMs * 2^n), at most capMs,
  *   so that a fleet of gateways that lost the same broker does not come back in step.
  * - An error that is not retryable (someone must change something first: credentials, a
- *   certificate, a permission): the capped interval, jittered over its upper half. The attempt is
+ *   certificate, a permission, or what the broker says it will never take as it is): the capped
+ *   interval, jittered over its upper half (never below `floorMs` either). The attempt is
  *   repeated at all only so that the gateway recovers by itself, without a restart, once the
  *   change is made; never in a tight loop.
  *
@@ -38,6 +39,8 @@ export class RetryPolicy {
   readonly #backoff: Backoff;
 
   constructor(options: RetryPolicyOptions) {
+    // A cap of 0 would turn every failure into a loop of attempts without a pause.
+    if (!(options.capMs > 0) || !(options.baseMs >= 0)) throw new RangeError(`retry: capMs must be above 0 and baseMs not below 0, not ${options.capMs} and ${options.baseMs}`);
     this.#options = options;
     this.#backoff = new Backoff({
       baseMs: options.baseMs, capMs: options.capMs,
@@ -47,8 +50,9 @@ export class RetryPolicy {
 
   /** The wait before the next attempt after `error`; each call counts one more failure. */
   next(error: Pick<GatewayError, 'retryable'>): number {
-    if (!error.retryable) return this.#backoff.capped();
-    return Math.min(this.#options.capMs, (this.#options.floorMs ?? 0) + this.#backoff.next());
+    const floor = this.#options.floorMs ?? 0;
+    if (!error.retryable) return Math.max(floor, this.#backoff.capped());
+    return Math.max(floor, Math.min(this.#options.capMs, floor + this.#backoff.next()));
   }
 
   /** The last attempt succeeded. */

@@ -5,8 +5,11 @@
  *
  * Error rules
  * - Every error is a GatewayError with a code (UPSTREAM_AUTH, UPSTREAM_TLS, UPSTREAM_CONNECTION,
- *   UPSTREAM_REJECTED) and `retryable`. The upstream reconnects by itself (backoff with jitter,
- *   capped; auth and TLS failures retry at the cap); it never throws to the forwarder for that.
+ *   UPSTREAM_REJECTED) and `retryable`. The upstream reconnects by itself, and attaches refused
+ *   links again, with waits of the one retry policy (core/retry.ts): backoff with jitter, capped,
+ *   for a retryable error; the cap for one that is not (credentials, certificates, and the AMQP
+ *   conditions errors.ts marks not retryable, such as amqp:not-allowed). It never throws to the
+ *   forwarder for that.
  * - Every message sent gets exactly one outcome: accepted, released, modified, rejected (with the
  *   broker's condition and description), or `lost` when the link or connection went away before
  *   the broker settled it. Lost messages were maybe delivered: send them again (same message id).

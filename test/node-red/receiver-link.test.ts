@@ -1,6 +1,6 @@
 /**
- * The downlink receiver of AmqpUpstream when the broker refuses its source address, retried
- * every linkRetryMs (shortened here):
+ * The downlink receiver of AmqpUpstream when the broker refuses its source address, attached
+ * again with the waits of the retry policy (linkRetryMs and the cap shortened here):
  * - RabbitMQ 3.10 refuses by ending the link's session (amqp:not-found for /amq/queue/NAME of a
  *   queue that does not exist): the receiver must notice (it gets no link event), keep the error,
  *   and retry, without sessions piling up at the broker (rabbitmqctl list_channels: one channel

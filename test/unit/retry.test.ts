@@ -30,6 +30,13 @@ describe('the retry policy', () => {
     assert.equal(high.next(refused), 29_999);
   });
 
+  test('the floor holds for the capped wait too; a cap of 0 (a loop without a pause) is refused', () => {
+    const policy = new RetryPolicy({ baseMs: 20_000, capMs: 30_000, floorMs: 20_000, random: () => 0 });
+    assert.equal(policy.next(refused), 20_000);
+    assert.equal(policy.next(reset), 20_000);
+    assert.throws(() => new RetryPolicy({ baseMs: 0, capMs: 0 }), /capMs must be above 0/);
+  });
+
   test('reset() after a success starts the waits over; attempts counts the failures since', () => {
     const policy = new RetryPolicy({ baseMs: 100, capMs: 1000, random: () => 0.999999 });
     policy.next(reset);

@@ -132,6 +132,8 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
     // Outcomes the consumers already decided are written before the connection goes.
     await Promise.all([...this.#receivers].map((receiver) => receiver.flush()));
     this.#stopping = true;
+    // A reload cut short by stop() must not make the next start's first failure a reload's.
+    this.#reloading = false;
     clearTimeout(this.#retryTimer);
     this.#watch?.dispose();
     for (const timer of this.#linkTimers) clearTimeout(timer);
@@ -256,7 +258,8 @@ export class AmqpUpstream implements Upstream, DownlinkSource {
         ...(o.tls === undefined ? {} : { tls: o.tls }), ...(o.username === undefined ? {} : { username: o.username }),
         ...(o.password === undefined ? {} : { password: o.password }),
       });
-      this.#tls = tls;
+      // Only a TLS connection's material is compared on reload (an amqp:// URL reads none).
+      if (url.protocol === 'amqps:') this.#tls = tls;
       this.#attempts += 1;
       log.debug({ attempt: this.#attempts }, 'upstream: connecting');
       // Throws what the socket or TLS layer refuses at once (the TLS files were checked before).

@@ -17,8 +17,9 @@
  *   know (an rhea internal).
  * - an attempt not open after `connectTimeoutMs` is abandoned.
  *
- * The reason given to `onGone` is the first error seen (a connection error, a close frame's
- * error, a socket error), else undefined (a close without a reason, or our own close answered).
+ * The reason given to `onGone` is that of the silence when rhea gave up a silent connection, else
+ * the first error seen (a connection error, a close frame's error, a socket error), else
+ * undefined (a close without a reason, or our own close answered).
  * Once gone, the connection's listeners are replaced by ones that ignore what rhea still raises.
  */
 import type { Connection, EventContext } from 'rhea';
