@@ -13,13 +13,24 @@ import { spoolOptions } from './options.js';
 const CHILD = fileURLToPath(new URL('./crash-child.ts', import.meta.url));
 const RUNS = 20;
 
-/** Runs the child until it has appended for `afterMs`, then SIGKILLs it; returns the ids it reported. */
+/** Ids the child must have reported before the kill is armed: each run then crashes a spool in full swing. */
+const WARM = 12;
+
+/**
+ * Runs the child until it has reported WARM appended ids and appended for `afterMs` more, then
+ * SIGKILLs it; returns the ids it reported. (Armed at the first id, a slow machine, arm64 under
+ * qemu with the other core busy, saw runs killed after one append or none.)
+ */
 async function appendAndKill(dataDir: string, run: number, afterMs: number): Promise<string[]> {
   const child = spawn(process.execPath, ['--import', 'tsx', CHILD, dataDir, String(run)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
+  let armed = false;
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    if (out === '' && chunk.startsWith('ready')) setTimeout(() => child.kill('SIGKILL'), afterMs);
     out += chunk;
+    if (!armed && (out.match(/:/g)?.length ?? 0) >= WARM * 3) {
+      armed = true;
+      setTimeout(() => child.kill('SIGKILL'), afterMs);
+    }
   });
   const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
   assert.equal(signal, 'SIGKILL', `child ended by itself (${code}) instead of being killed`);
