@@ -117,11 +117,11 @@ export class Listeners {
   }
 
   async #openTls(host: string, port: number, tls: NonNullable<MqttIngestConfig['tls']>): Promise<Opened> {
-    const [cert, key, ca] = await Promise.all([
-      readPem('mqtt.tls.cert', tls.cert),
-      readPem('mqtt.tls.key', tls.key),
-      tls.ca === undefined ? undefined : readPem('mqtt.tls.ca', tls.ca),
-    ]);
+    // One after the other: with several files unreadable, the error names the first in config
+    // order every time (read at once, whichever failed first won).
+    const cert = await readPem('mqtt.tls.cert', tls.cert);
+    const key = await readPem('mqtt.tls.key', tls.key);
+    const ca = tls.ca === undefined ? undefined : await readPem('mqtt.tls.ca', tls.ca);
     let server;
     try {
       server = createTlsServer({
