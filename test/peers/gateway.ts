@@ -3,7 +3,7 @@
  * free loopback ports, and reads its JSON log lines. `npm test` builds dist/ first.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,6 +58,19 @@ export interface StartOptions {
   wrapper?: { command: string; args: string[] };
 }
 
+/** Left to the end of the test file: a test may start a second gateway on the first one's dataDir. */
+const leftBehind = new Map<string, ChildProcess>();
+process.once('exit', () => {
+  for (const [dir, child] of leftBehind) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // A mount a test left in it: not this hook's to undo.
+    }
+  }
+});
+
 export async function startGateway(options: StartOptions = {}): Promise<GatewayProcess> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npm run build' first`);
   const dir = await mkdtemp(join(tmpdir(), 'uplink-gw-'));
@@ -79,6 +92,7 @@ export async function startGateway(options: StartOptions = {}): Promise<GatewayP
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  leftBehind.set(dir, child);
   const logs: LogLine[] = [];
   const nonJson: string[] = [];
   const waiters = new Set<() => void>();

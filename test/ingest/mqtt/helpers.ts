@@ -18,6 +18,7 @@ import type { Spool, SpooledReading } from '../../../src/spool/interface.js';
 import { SqliteSpool, type SqliteSpoolOptions } from '../../../src/spool/sqlite/sqlite-spool.js';
 import { memoryLogger } from '../../peers/memory-log.js';
 import { spoolOptions } from '../../spool/options.js';
+import { remainingLength, str } from './raw-packets.js';
 
 export const DEFAULT_ROUTES: Route[] = [{ topic: '#', address: '/queue/telemetry', priority: 4 }];
 
@@ -173,24 +174,6 @@ export function logged(lines: Array<Record<string, unknown>>, match: (line: Reco
 }
 
 // ---- raw MQTT 3.1.1 bytes ---------------------------------------------------------------
-
-function remainingLength(n: number): Buffer {
-  const bytes: number[] = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (n > 0);
-  return Buffer.from(bytes);
-}
-
-function str(text: string): Buffer {
-  const body = Buffer.from(text);
-  const len = Buffer.alloc(2);
-  len.writeUInt16BE(body.length);
-  return Buffer.concat([len, body]);
-}
 
 export function connectPacket(clientId: string, options: { username?: string; password?: string } = {}): Buffer {
   let flags = 0x02; // clean session

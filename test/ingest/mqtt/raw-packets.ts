@@ -1,6 +1,7 @@
 /**
  * MQTT 3.1.1 packets as bytes, for a test client that decides itself when (and whether) it
- * acknowledges: SUBSCRIBE, PUBACK, and a reader of the PUBLISH packets a broker sends.
+ * acknowledges: SUBSCRIBE, PUBACK, and a reader of the PUBLISH packets a broker sends. The
+ * encoding of lengths and strings is the one helpers.ts builds its CONNECT and PUBLISH with.
  */
 
 export interface RawPublish {
@@ -11,19 +12,24 @@ export interface RawPublish {
   dup: boolean;
 }
 
-function withLength(first: number, body: Buffer): Buffer {
+/** MQTT's variable-length "remaining length" (1-4 bytes, 7 bits each, low first). */
+export function remainingLength(n: number): Buffer {
   const bytes: number[] = [];
-  let n = body.length;
   do {
     let byte = n % 128;
     n = Math.floor(n / 128);
     if (n > 0) byte |= 0x80;
     bytes.push(byte);
   } while (n > 0);
-  return Buffer.concat([Buffer.from([first, ...bytes]), body]);
+  return Buffer.from(bytes);
 }
 
-function str(text: string): Buffer {
+function withLength(first: number, body: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([first]), remainingLength(body.length), body]);
+}
+
+/** An MQTT UTF-8 string: two bytes of length, then the bytes. */
+export function str(text: string): Buffer {
   const body = Buffer.from(text);
   const len = Buffer.alloc(2);
   len.writeUInt16BE(body.length);
