@@ -60,7 +60,11 @@ describe('gateway with an upstream', () => {
       await client.publishAsync('nowhere', 'x', { qos: 1 });
       await client.endAsync();
       await receiver.waitForTransfers(7);
-      await until(async () => (await scrape()).get('uplink_forwarded_total{address="/queue/metrics"}') === 7, 'forwarded 7');
+      // Counted forwarded at the outcome, out of the spool at the ack's commit a little later.
+      await until(async () => {
+        const now = await scrape();
+        return now.get('uplink_forwarded_total{address="/queue/metrics"}') === 7 && now.get('uplink_spool_depth') === 0;
+      }, 'forwarded 7, the spool empty');
       const after = await scrape();
       assert.equal(after.get('uplink_ingested_total{address="/queue/metrics"}'), 7);
       assert.equal(after.get('uplink_ingest_rejected_total{reason="unrouted"}'), 1);

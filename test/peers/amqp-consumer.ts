@@ -16,7 +16,10 @@ export interface ConsumeOptions {
   count: number;
   /** …or once a message for which this is true arrived (the last one a test waits for). */
   last?: (message: Message) => boolean;
-  /** …or when nothing more arrived for this long. */
+  /**
+   * …or when nothing more arrived for this long (default 3 s) after a message; before the first,
+   * at least 15 s: what a test waits for may take a broker, a gateway and a Node-RED a while on a busy machine.
+   */
   idleMs?: number;
   timeoutMs?: number;
   /** SASL PLAIN instead of EXTERNAL (ActiveMQ has no EXTERNAL); the client certificate is still presented. */
@@ -43,7 +46,8 @@ export async function consume(options: ConsumeOptions): Promise<Message[]> {
       };
       const armIdle = (): void => {
         clearTimeout(idle);
-        idle = setTimeout(finish, options.idleMs ?? 3000);
+        const idleMs = options.idleMs ?? 3000;
+        idle = setTimeout(finish, messages.length === 0 ? Math.max(idleMs, 15_000) : idleMs);
       };
       connection.on('connection_error', (ctx: EventContext) => reject(new Error(`consumer: ${JSON.stringify(ctx.connection.error ?? ctx.error)}`)));
       connection.on('disconnected', (ctx: EventContext) => reject(new Error(`consumer disconnected: ${String(ctx.error ?? '')}`)));

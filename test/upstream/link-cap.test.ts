@@ -104,7 +104,7 @@ describe('the cap on open sender links', () => {
   });
 
   test('links idle for linkIdleTimeout are closed (detach and end of session) and forgotten', async () => {
-    const { peer, upstream } = await scriptedUpstream({ maxLinks: 8, linkIdleTimeoutMs: 200 });
+    const { peer, upstream } = await scriptedUpstream({ maxLinks: 8, linkIdleTimeoutMs: 1000 });
     const links = ['/queue/i1', '/queue/i2', '/queue/i3'].map((address) => upstream.link(address, 'at-least-once'));
     for (const link of links) await until(() => link.credit() > 0, `credit on ${link.address}`);
     const outcomes: Outcome[] = [];

@@ -60,8 +60,8 @@ describe('AMQP uplink against a Proton receiver', () => {
     assert.ok(maxInFlight >= 1);
   });
 
-  test('credit withheld for 3 s: nothing is leased or sent meanwhile, then everything flows', async () => {
-    const receiver = await peer({ credit: { mode: 'batch', n: 5 }, withholdSeconds: 3 });
+  test('credit withheld for 6 s: nothing is leased or sent meanwhile, then everything flows', async () => {
+    const receiver = await peer({ credit: { mode: 'batch', n: 5 }, withholdSeconds: 6 });
     const pipe = await pipeline(receiver.url);
     await pipe.spool.append(readings(2000, '/queue/withheld', 'w'));
     await receiver.waitForEvent((e) => e.event === 'withholding', 10_000);

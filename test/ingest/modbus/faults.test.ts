@@ -125,11 +125,12 @@ describe('modbus RTU: bad input injected on the line', () => {
   test('a response that comes after its timeout is dropped in the quiet window that follows, counted modbus_late, never taken as the answer to the next request', async () => {
     // Two points of the same size on one device: a late answer to one would pass every check
     // as the answer to the other (RTU has no transaction id). Every response takes 100 ms (a slow
-    // slave keeps a request waiting most of the time), one takes 350 ms: past the 300 ms timeout.
+    // slave), one takes 1300 ms: past the 1 s timeout, inside the late window (the timeout) after it. The
+    // timeout is 1 s, not less, so that a stall of this machine does not make a second answer late.
     await slave.set(1, 'hr', 10, [111, 222]);
     relay.delay = 100;
     h = await startModbus(dir, [busConfig({
-      name: 'line1', rtu: { path: relay.gateway, baudRate: 115200, parity: 'none' }, timeout: '300ms', retries: 1,
+      name: 'line1', rtu: { path: relay.gateway, baudRate: 115200, parity: 'none' }, timeout: '1s', retries: 1,
       devices: [{ name: 'meter', unitId: 1, interval: '50ms', points: [
         { name: 'a', function: 'holding', address: 10 },
         { name: 'b', function: 'holding', address: 11 },
@@ -139,7 +140,7 @@ describe('modbus RTU: bad input injected on the line', () => {
     const a = (): number => harness.of('factory/line1/meter/a').length;
     const b = (): number => harness.of('factory/line1/meter/b').length;
     await until(() => a() >= 2 && b() >= 2, 'readings of both points');
-    relay.delayNext(350);
+    relay.delayNext(1300);
     await until(() => (harness.ingest.stats().rejected.modbus_timeout ?? 0) >= 1, 'the timeout');
     const [aAt, bAt] = [a(), b()];
     await until(() => a() >= aAt + 5 && b() >= bAt + 5, 'five more readings of each point', 20_000);

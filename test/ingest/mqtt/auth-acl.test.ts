@@ -163,11 +163,16 @@ describe('auth: password, and the ACL matrix', () => {
   test('mosquitto_sub: a subscriber gets what an allowed publisher sends, never what a denied one tried', async () => {
     const sub = mosquitto('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(h.port), '-u', 'bob', '-P', 'bob-pw', '-t', 'broadcast/#', '-C', '1', '-q', '1']);
     await waitFor(() => h.ingest.stats().connections >= 1, 5000, 'mosquitto_sub to connect');
-    await sleep(200); // and to subscribe
     const carol = await login('carol', 'carol-pw', 'carol-b');
     assert.equal(await publishOutcome(carol, 'broadcast/all'), 'closed');
     const alice = await login('alice', 'alice-pw');
-    await publishAsync(alice, 'broadcast/alice', 'hello from alice', 1);
+    // Until mosquitto_sub has one (-C 1): its SUBSCRIBE may come after the first of them.
+    let ended = false;
+    void sub.then(() => { ended = true; });
+    while (!ended) {
+      await publishAsync(alice, 'broadcast/alice', 'hello from alice', 1);
+      await sleep(100);
+    }
     const result = await sub;
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout.trim(), 'hello from alice');
