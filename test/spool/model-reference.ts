@@ -6,7 +6,8 @@
  * The model does not re-implement the spool. It only knows what the contract lets a client know:
  * an append that resolved is stored; one refused with a retryable error is not; one refused with
  * STORAGE_FAILED may be either. A settlement that resolved happened; a retryable refusal means it
- * did not; a fatal one, either. A lease is evidence too: what it returns is on disk. From that, a
+ * did not; a fatal one, either. A lease is evidence too: what it returns is on disk (and never
+ * what a pending append wrote: a reading is handed out only once its fsync came back). From that, a
  * reading is "certainly leasable" when it is certainly stored, not removed, not in flight and not
  * expired, and every lease must return such readings in order, skipping none of them.
  */
@@ -105,6 +106,8 @@ export class ReferenceModel {
       assert.equal(r.receivedAt, input.receivedAt, `${r.id}: receivedAt changed (appended ${input.receivedAt})`);
       assert.equal(r.expiresAt, input.expiresAt, `${r.id}: expiresAt changed`);
       assert.notEqual(m.append, 'refused', `${r.id}: its append was refused (reported not stored), yet it is on disk`);
+      // Sent while its fsync is out, a power cut could take it back; the device, not acknowledged, sends it again under a new id.
+      assert.notEqual(m.append, 'pending', `${r.id}: leased before its append was acknowledged (its fsync not back)`);
       assert.notEqual(m.removed, 'yes', `${r.id}: acked or dead-lettered, yet leased again`);
       assert.notEqual(m.flight, 'leased', `${r.id}: leased twice at once`);
       assert.notEqual(m.flight, 'settling', `${r.id}: leased while its settlement waits for its commit`);

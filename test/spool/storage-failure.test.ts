@@ -96,6 +96,39 @@ describe('spool: the storage fails', () => {
     }
   });
 
+  test('a reading is leased only once the fdatasync after its commit came back: a power cut cannot take back what was sent', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'uplink-durable-lease-'));
+    const { sync, calls } = heldSync();
+    const available: string[] = [];
+    const spool = new SqliteSpool(spoolOptions(dir, { faults: { sync } }));
+    spool.onAvailable((address) => available.push(address));
+    await spool.start();
+    try {
+      const first = spool.append([reading('q', 'first')]);
+      await until(() => calls.length === 1);
+      // Committed (the row is in the WAL, counted in the depth) but not known to be on disk.
+      assert.equal(spool.stats().depth, 1);
+      assert.deepEqual(await spool.lease('q', 10), [], 'leased before its fsync came back');
+      assert.deepEqual(available, []);
+      calls[0]!();
+      await first;
+      assert.deepEqual(available, ['q'], 'available once durable');
+      // A second commit while the first reading is out: only the durable one was handed out.
+      const second = spool.append([reading('q', 'second')]);
+      await until(() => calls.length === 2);
+      const text = (leased: readonly RoutedReading[]): string[] => leased.map((r) => r.payload.toString());
+      assert.deepEqual(text(await spool.lease('q', 10)), ['first']);
+      assert.deepEqual(await spool.lease('q', 10), [], 'the second before its fsync came back');
+      calls[1]!();
+      await second;
+      assert.deepEqual(text(await spool.lease('q', 10)), ['second']);
+    } finally {
+      for (const release of calls) release();
+      await spool.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('an I/O error inside a commit (not a full disk) stops the spool at once and is never retried as disk_full', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'uplink-ioerr-'));
     const { log, lines } = memoryLogger();

@@ -1,7 +1,8 @@
 /**
  * One round of the group commit: the queued writes go into one transaction (transaction.ts), and
  * memory follows the disk only once it committed: totals, counters, the in-flight book, then the
- * callers (settlements at once, appends once the commit is durable, durability.ts).
+ * callers (settlements at once, appends once the commit is durable, durability.ts, which is also
+ * when the appended readings become leasable).
  *
  * When the commit fails:
  * - a full disk: appends wait (devices are held back: the `block` rule), and the settlements are
@@ -154,9 +155,14 @@ export class CommitRound {
     const ctx = this.#ctx;
     const now = ctx.clock.now();
     for (const target of outcome.appended) target.usedAt = now;
+    // Every row committed so far: the sync asked for next covers them all.
+    const upto = ctx.sql.get('maxSeq').pluck().get() as number;
     this.#durability.durable().then(() => {
       // The storage failed meanwhile (an I/O error in a later commit): nothing more is acknowledged.
       if (ctx.failure !== undefined) throw ctx.failure;
+      // Leasable from now on: sent before, a power cut could take the row back while the device,
+      // not yet acknowledged, sends the reading again under a new id, and the broker would get both.
+      ctx.durableSeq = Math.max(ctx.durableSeq, upto);
       for (const op of appends) op.resolve();
       for (const target of outcome.appended) ctx.emit(target.address);
     }).catch((err: unknown) => {

@@ -70,6 +70,12 @@ export interface SpoolContext {
   readonly counters: Counters;
   /** Set once the storage failed. */
   readonly failure: GatewayError | undefined;
+  /**
+   * The highest seq known to be on disk: a reading above it is committed but its fsync has not
+   * come back, and it is not leased (invariant 7 of sqlite-spool.ts). Raised once a sync that was
+   * asked for after its commit came back (commit-round.ts, maintenance.ts).
+   */
+  durableSeq: number;
   emit(address: string): void;
   /** The storage failed: log it once, reject what waits, refuse what comes, call onFatal. */
   fail(error: GatewayError): void;

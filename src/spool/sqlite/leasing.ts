@@ -1,7 +1,7 @@
 /**
  * Handing readings out in order, and removing the ones whose TTL passed. Which readings may be
- * handed out is the in-flight book's call (in-flight.ts); this file reads the rows and corrects
- * their times for clock steps (clock-steps.ts).
+ * handed out is the in-flight book's call (in-flight.ts), and only those known to be on disk
+ * (ctx.durableSeq); this file reads the rows and corrects their times for clock steps (clock-steps.ts).
  */
 import type { SpooledReading } from '../interface.js';
 import { MAX_SETTLING, type SpoolContext } from './context.js';
@@ -47,7 +47,7 @@ export class Leasing {
         out.push(reading);
       }
       while (out.length < max) {
-        const rows = scan.all(target.id, priority, inFlight.cursor(target.id, priority), Math.max(16, max - out.length)) as RawRow[];
+        const rows = scan.all(target.id, priority, inFlight.cursor(target.id, priority), this.#ctx.durableSeq, Math.max(16, max - out.length)) as RawRow[];
         if (rows.length === 0) break;
         for (const row of rows) {
           if (out.length >= max) break;

@@ -7,6 +7,7 @@
 import type { Checkpoints } from './checkpoints.js';
 import type { SpoolContext } from './context.js';
 import type { SqliteDeadLetterStore } from './dead-letters.js';
+import type { WalDurability } from './durability.js';
 import { isFatal, translateSqliteError } from './errors.js';
 import type { Leasing } from './leasing.js';
 import type { DiskReserve } from './reserve.js';
@@ -23,6 +24,7 @@ export interface MaintainedParts {
   writes: WriteQueue;
   reserve: DiskReserve;
   deadLetters: SqliteDeadLetterStore;
+  durability: WalDurability;
 }
 
 export class Maintenance {
@@ -53,7 +55,12 @@ export class Maintenance {
         this.#dataVersion = version;
         targets.load(sql, ctx.clock.now());
         ctx.counters.deadLetterCount = deadLetters.count();
-        for (const t of targets.all()) if (t.depth > inFlight.leasedFor(t.id)) ctx.emit(t.address);
+        // The other process's rows (dlq replay) become leasable once a sync of ours covers them.
+        const upto = sql.get('maxSeq').pluck().get() as number;
+        this.#parts.durability.durable().then(() => {
+          ctx.durableSeq = Math.max(ctx.durableSeq, upto);
+          for (const t of targets.all()) if (t.depth > inFlight.leasedFor(t.id)) ctx.emit(t.address);
+        }, () => { /* a failed sync stops the spool (durability.ts reports it) */ });
       }
       leasing.sweep();
       writes.retry();

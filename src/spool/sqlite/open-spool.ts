@@ -60,6 +60,7 @@ export function openSpool(options: SqliteSpoolOptions, clock: Clock, hooks: Faca
     options, log, clock, db, sql, counters,
     targets: new Targets(), inFlight: new InFlight(), steps: new ClockSteps(clock, log),
     get failure() { return hooks.failure(); },
+    durableSeq: 0,
     emit: hooks.emit,
     fail: hooks.fail,
   };
@@ -70,10 +71,13 @@ export function openSpool(options: SqliteSpoolOptions, clock: Clock, hooks: Faca
   const writes = new WriteQueue(ctx, durability, reserve, checkpoints);
   const leasing = new Leasing(ctx);
   const deadLetters = new SqliteDeadLetterStore(db);
-  const maintenance = new Maintenance(ctx, { checkpoints, leasing, writes, reserve, deadLetters });
+  const maintenance = new Maintenance(ctx, { checkpoints, leasing, writes, reserve, deadLetters, durability });
   try {
     ctx.targets.load(sql, clock.now());
     ctx.steps.load(sql);
+    // What is on disk at start was written by an earlier run: leasable. (Frames a crash left in the
+    // page cache reach the disk within the kernel's writeback interval; not synced here.)
+    ctx.durableSeq = sql.get('maxSeq').pluck().get() as number;
     counters.deadLetterCount = deadLetters.count();
     maintenance.start();
   } catch (err) {

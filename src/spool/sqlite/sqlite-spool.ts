@@ -18,6 +18,8 @@
  * 5. A reading keeps its id, its seq and its receivedAt across retries and restarts, and its age
  *    across clock steps (clock-steps.ts).
  * 6. On a full disk appends wait and settlements still commit, or stay bounded (commit-round.ts).
+ * 7. A reading is leased only once the sync that acknowledges its append came back (context.ts,
+ *    durableSeq): a power cut never takes back a reading that was sent.
  * test/spool/model.test.ts checks 1, 2, 3 and 5 on random runs against a reference model.
  *
  * The parts: open-spool.ts (wiring them), write-queue.ts (the queue and group commit),

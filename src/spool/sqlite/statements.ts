@@ -11,7 +11,8 @@ const READING_AND_ADDRESS = `${READING.split(', ').map((c) => `r.${c}`).join(', 
 
 export const SQL = {
   // Raw rows (arrays) in lease order: on the drain path a row object per reading is measurably dearer.
-  scan: `SELECT ${READING} FROM readings WHERE target = ? AND priority = ? AND seq > ? ORDER BY seq LIMIT ?`,
+  // Between the cursor and the last durable seq (context.ts).
+  scan: `SELECT ${READING} FROM readings WHERE target = ? AND priority = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`,
   bySeq: `SELECT ${READING} FROM readings WHERE seq = ?`,
   withAddress: `SELECT ${READING_AND_ADDRESS} FROM readings r JOIN targets t ON t.id = r.target WHERE r.seq = ?`,
   expiredBetween: `SELECT ${READING_AND_ADDRESS} FROM readings r JOIN targets t ON t.id = r.target
