@@ -93,7 +93,10 @@ export interface Spool {
   /** Everything in flight (for `address`, or all) returns to the queue in its original order. */
   releaseAll(address?: string): void;
 
-  /** Addresses with readings waiting (not in flight). */
+  /**
+   * Addresses with readings waiting (not in flight). A reading whose append is not yet durable
+   * counts here before a lease returns it; onAvailable announces it once a lease can.
+   */
   addresses(): string[];
   stats(): SpoolStats;
 

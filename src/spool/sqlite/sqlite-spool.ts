@@ -10,9 +10,10 @@
  *    was fsynced after it (durability.ts). After a failed fsync or an I/O error nothing more is
  *    acknowledged (no append, and no settlement reported done): the spool stops at once and
  *    `onFatal` is called (errors.ts says why).
- * 3. No reading is handed out twice at once, and none is stranded: whatever is not in flight is
- *    leasable, in order per address (priority, then arrival), whatever interleaving of leases,
- *    settlements, commits, failed commits and releaseAll came before (in-flight.ts).
+ * 3. No reading is handed out twice at once, and none is stranded: whatever is not in flight (and
+ *    is on disk, 7) is leasable, in order per address (priority, then arrival), whatever
+ *    interleaving of leases, settlements, commits, failed commits and releaseAll came before
+ *    (in-flight.ts).
  * 4. `targets.depth/bytes` change in the same transaction as the rows they count; memory follows
  *    only after the commit (targets.ts).
  * 5. A reading keeps its id, its seq and its receivedAt across retries and restarts, and its age
@@ -20,7 +21,7 @@
  * 6. On a full disk appends wait and settlements still commit, or stay bounded (commit-round.ts).
  * 7. A reading is leased only once the sync that acknowledges its append came back (context.ts,
  *    durableSeq): a power cut never takes back a reading that was sent.
- * test/spool/model.test.ts checks 1, 2, 3 and 5 on random runs against a reference model.
+ * test/spool/model.test.ts checks 1, 2, 3, 5 and 7 on random runs against a reference model.
  *
  * The parts: open-spool.ts (wiring them), write-queue.ts (the queue and group commit),
  * commit-round.ts (a commit and its failures), admission.ts (the quota), transaction.ts (the rows),
