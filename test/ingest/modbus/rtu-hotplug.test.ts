@@ -4,7 +4,7 @@
  * at the same path, with pymodbus on its other end each time.
  */
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ptyPair, type PtyPair } from '../serial/helpers.js';
@@ -25,15 +25,21 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/**
+ * The port appears (a rename of the link: at once, as a USB adapter does) only once the slave
+ * holds its value: polled before, it answers with its initial 0, a good reading of another value.
+ */
 async function plugIn(): Promise<void> {
-  pty = await ptyPair(join(dir, 'gw'), join(dir, 'slave'));
+  pty = await ptyPair(join(dir, 'gw.new'), join(dir, 'slave'));
   slave = await startSlave({ rtu: join(dir, 'slave'), units: [1] });
   await slave.set(1, 'hr', 0, [42]);
+  await rename(join(dir, 'gw.new'), join(dir, 'gw'));
 }
 
 async function unplug(): Promise<void> {
   await slave?.kill();
   await pty?.kill();
+  await rm(join(dir, 'gw'), { force: true });
   slave = undefined;
   pty = undefined;
 }
