@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { UpstreamConfigNode } from '../../src/node-red/uplink-upstream.js';
 import { ptyPair, tempDir, type PtyPair } from '../ingest/serial/helpers.js';
 import { freePort } from '../peers/ports.js';
+import { leaseAll } from '../spool/lease-all.js';
 import { exampleFlow, nodeStarted, REPOSITORY, startNodeRed, type EmbeddedNodeRed } from './embedded.js';
 import { until } from './helpers.js';
 
@@ -68,7 +69,7 @@ describe('Node-RED 5', () => {
     const lines = [181.5, 182, 182.5].map((value) => JSON.stringify({ machine: 'oven2', metric: 'temperature', value }));
     await pty.write(`${lines.join('\n')}\n`);
     await until(() => uplink.running && uplink.spool.stats().depth === 3, 'three readings spooled');
-    const leased = await uplink.spool.lease('/queue/telemetry', 10);
+    const leased = await leaseAll(uplink.spool, '/queue/telemetry');
     assert.deepEqual(leased.map((r) => [r.topic, JSON.parse(r.payload.toString()).value]), [
       ['sensor/oven2/temperature', 181.5], ['sensor/oven2/temperature', 182], ['sensor/oven2/temperature', 182.5],
     ]);

@@ -17,6 +17,7 @@ import { Router, type Route } from '../../../src/route/router.js';
 import type { Spool, SpooledReading } from '../../../src/spool/interface.js';
 import { SqliteSpool, type SqliteSpoolOptions } from '../../../src/spool/sqlite/sqlite-spool.js';
 import { memoryLogger } from '../../peers/memory-log.js';
+import { leaseAll } from '../../spool/lease-all.js';
 import { spoolOptions } from '../../spool/options.js';
 import { remainingLength, str } from './raw-packets.js';
 
@@ -111,7 +112,7 @@ export async function startIngest(options: HarnessOptions = {}): Promise<Harness
     ingest, spool, lines,
     port: port('tcp')!, tlsPort: port('tls'), wsPort: port('websocket'),
     url: `mqtt://127.0.0.1:${port('tcp')}`,
-    spooled: async (address = '/queue/telemetry') => (spool ? spool.lease(address, 1_000_000) : []),
+    spooled: async (address = '/queue/telemetry') => (spool ? leaseAll(spool, address) : []),
     stop: async () => {
       await ingest.stop();
       await spool?.stop();

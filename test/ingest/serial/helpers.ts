@@ -14,6 +14,7 @@ import { SerialIngest, type SerialPortConfig } from '../../../src/ingest/serial/
 import { Router, type Route } from '../../../src/route/router.js';
 import { SqliteSpool, type SqliteSpoolOptions } from '../../../src/spool/sqlite/sqlite-spool.js';
 import { memoryLogger } from '../../peers/memory-log.js';
+import { leaseAll } from '../../spool/lease-all.js';
 import { spoolOptions } from '../../spool/options.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -99,7 +100,7 @@ export async function startSerial(dir: string, ports: SerialPortInput[], options
   await ingest.start();
   return {
     ingest, spool, lines,
-    spooled: async (address = '/queue/telemetry') => (await spool.lease(address, 1_000_000))
+    spooled: async (address = '/queue/telemetry') => (await leaseAll(spool, address))
       .map((r) => ({ topic: r.topic, payload: r.payload.toString(), payloadBytes: r.payload })),
     stop: async () => {
       await ingest.stop();
