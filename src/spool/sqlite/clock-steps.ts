@@ -122,7 +122,7 @@ export class ClockSteps {
       this.#pending = 0;
       return;
     }
-    const upto = sql.get('maxSeq').pluck().get() as number;
+    const upto = sql.maxSeq();
     // If this write fails (a full disk), the offset stays as it was and later commits store in the
     // old frame, consistent with the rows before them (the step stays pending for them); it is
     // recorded on the next try.

@@ -156,7 +156,7 @@ export class CommitRound {
     const now = ctx.clock.now();
     for (const target of outcome.appended) target.usedAt = now;
     // Every row committed so far: the sync asked for next covers them all.
-    const upto = ctx.sql.get('maxSeq').pluck().get() as number;
+    const upto = ctx.sql.maxSeq();
     this.#durability.durable().then(() => {
       // The storage failed meanwhile (an I/O error in a later commit): nothing more is acknowledged.
       if (ctx.failure !== undefined) throw ctx.failure;

@@ -56,7 +56,7 @@ export class Maintenance {
         targets.load(sql, ctx.clock.now());
         ctx.counters.deadLetterCount = deadLetters.count();
         // The other process's rows (dlq replay) become leasable once a sync of ours covers them.
-        const upto = sql.get('maxSeq').pluck().get() as number;
+        const upto = sql.maxSeq();
         this.#parts.durability.durable().then(() => {
           ctx.durableSeq = Math.max(ctx.durableSeq, upto);
           for (const t of targets.all()) if (t.depth > inFlight.leasedFor(t.id)) ctx.emit(t.address);

@@ -77,7 +77,7 @@ export function openSpool(options: SqliteSpoolOptions, clock: Clock, hooks: Faca
     ctx.steps.load(sql);
     // What is on disk at start was written by an earlier run: leasable. (Frames a crash left in the
     // page cache reach the disk within the kernel's writeback interval; not synced here.)
-    ctx.durableSeq = sql.get('maxSeq').pluck().get() as number;
+    ctx.durableSeq = sql.maxSeq();
     counters.deadLetterCount = deadLetters.count();
     maintenance.start();
   } catch (err) {

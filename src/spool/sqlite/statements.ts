@@ -60,6 +60,11 @@ export class Statements {
     return this.#prepare(SQL[name]);
   }
 
+  /** The highest seq ever given to a reading (AUTOINCREMENT: never reused, also after deletes). */
+  maxSeq(): number {
+    return this.get('maxSeq').pluck().get() as number;
+  }
+
   /** Inserts readings given as flat values (7 per reading, in insertSql's column order). */
   insert(values: unknown[]): void {
     for (let i = 0; i < values.length; i += 7 * INSERT_CHUNK) {
